@@ -1,0 +1,110 @@
+"""Week 1 · The Engine Room: scaled dot-product and multi-head attention.
+
+Shapes use the paper's names: B batch, H heads, Lq / Lk query / key lengths,
+D = d_model, Dh = D / H (head_dim).
+
+Mask convention (the same as ``torch.nn.functional.scaled_dot_product_attention``
+with a boolean mask): ``True`` / ``1`` means *attend*, ``False`` / ``0`` means
+*padding, ignore*. The mask has shape (B, 1, 1, Lk), or any shape that broadcasts
+to (B, H, Lq, Lk).
+
+Rules of the week: no Python loop over the sequence (everything is batched matrix
+algebra; ``torch.einsum`` is encouraged), and no ``torch.nn.MultiheadAttention`` or
+``F.scaled_dot_product_attention`` inside this file: those are what the tests
+compare you against.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+# Masked scores are *set* to this value before the softmax (not added to), so a
+# masked key gets exp(-1e9 - max) = 0 weight. -inf would give NaN on rows where
+# every key is masked; -1e9 gives those rows a uniform (harmless) distribution.
+MASK_VALUE = -1e9
+
+
+class ScaledDotProductAttention(nn.Module):
+    """softmax(Q K^T / sqrt(Dh)) V over pre-projected, per-head tensors.
+
+    Args:
+        head_dim: Dh, the size of one head's query/key vectors; sets the scale 1/sqrt(Dh).
+        dropout: probability of zeroing an attention weight (after the softmax, training only).
+    """
+
+    def __init__(self, head_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        raise NotImplementedError('Week 1 · Task 1.1: implement ScaledDotProductAttention.__init__ in src/vitcourse/attention.py')
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Attend from every query to every key.
+
+        Args:
+            query: (B, H, Lq, Dh)
+            key:   (B, H, Lk, Dh)
+            value: (B, H, Lk, Dv)
+            mask:  optional, broadcastable to (B, H, Lq, Lk), usually (B, 1, 1, Lk);
+                   True/1 = attend, False/0 = ignore.
+
+        Returns:
+            context: (B, H, Lq, Dv), the attention-weighted sum of the values.
+            weights: (B, H, Lq, Lk), the weights actually applied to the values:
+                     each row sums to 1 in eval mode; in training mode the dropped
+                     entries are 0 and the survivors are scaled by 1/(1-p).
+        """
+        raise NotImplementedError('Week 1 · Task 1.1: implement ScaledDotProductAttention.forward in src/vitcourse/attention.py')
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: H scaled dot-product attentions in parallel on D/H-sized slices.
+
+    Submodules (their names are the contract the tests load weights through):
+        w_q, w_k, w_v: nn.Linear(d_model, d_model), the query/key/value projections W^Q, W^K, W^V
+        w_o:           nn.Linear(d_model, d_model), the output projection W^O
+        attention:     ScaledDotProductAttention(head_dim, dropout)
+
+    Args:
+        d_model: D, the token width.
+        n_heads: H; must divide d_model.
+        dropout: dropout on the attention weights.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        raise NotImplementedError('Week 1 · Task 1.2: implement MultiHeadAttention.__init__ in src/vitcourse/attention.py')
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        """(B, L, D) -> (B, H, L, Dh): head h gets features h*Dh ... (h+1)*Dh - 1."""
+        raise NotImplementedError('Week 1 · Task 1.2: implement MultiHeadAttention.split_heads in src/vitcourse/attention.py')
+
+    def merge_heads(self, x: Tensor) -> Tensor:
+        """(B, H, L, Dh) -> (B, L, D): the inverse of split_heads."""
+        raise NotImplementedError('Week 1 · Task 1.2: implement MultiHeadAttention.merge_heads in src/vitcourse/attention.py')
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Project, split into heads, attend, merge, project back.
+
+        Args:
+            query: (B, Lq, D)
+            key:   (B, Lk, D); defaults to ``query`` (self-attention)
+            value: (B, Lk, D); defaults to ``key``
+            mask:  optional (B, 1, 1, Lk); True/1 = attend, False/0 = ignore
+
+        Returns:
+            output:  (B, Lq, D)
+            weights: (B, H, Lq, Lk), as returned by ScaledDotProductAttention
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        raise NotImplementedError('Week 1 · Task 1.2: implement MultiHeadAttention.forward in src/vitcourse/attention.py')
