@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from collections import defaultdict
@@ -176,9 +178,38 @@ def run_in_process(week: int, root: Path, suite: str, tests_dir: Path | None = N
     return result
 
 
+def working_copy(week: int, root: Path, dest: Path) -> Path:
+    """Copy the submission's package to ``dest`` and overlay earlier weeks' reference modules.
+
+    The student's code runs on this copy, never on the submitted files. A week that builds on
+    an earlier one (``support_modules``) is graded with the reference versions of those
+    modules, so a Week 1 bug does not cost points again in Week 2.
+    """
+    src = Path(root) / weeks.PACKAGE
+    package = dest / weeks.PACKAGE
+    if src.is_dir():
+        shutil.copytree(src, package, symlinks=False,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        package.mkdir(parents=True)
+    for name in weeks.SHARED_MODULES + weeks.get(week).support_modules:
+        shutil.copy2(weeks.SOLUTION_PACKAGE / name, package / name)
+    return dest
+
+
 def run(week: int, root: Path, suite: str = "hidden", tests_dir: Path | None = None,
-        exitfirst: bool = False, timeout: float = 900, out_json: Path | None = None) -> SuiteResult:
-    """Run the judge in a fresh process (so repeated runs never share imported state)."""
+        exitfirst: bool = False, timeout: float = 900, out_json: Path | None = None,
+        copy: bool = True) -> SuiteResult:
+    """Run the judge in a fresh process (so repeated runs never share imported state).
+
+    With ``copy`` (the default) the suite runs on a :func:`working_copy` of ``root``.
+    """
+    if copy:
+        with tempfile.TemporaryDirectory(prefix="vitgrade-copy-") as tmp:
+            result = run(week, working_copy(week, root, Path(tmp)), suite, tests_dir,
+                         exitfirst, timeout, out_json, copy=False)
+            result.root = str(root)
+            return result
     tmp_json = out_json or Path(os.environ.get("TMPDIR", "/tmp")) / f"vitgrade-{os.getpid()}-{time.time_ns()}.json"
     cmd = [sys.executable, "-m", "vitgrade.judge", "--week", str(week), "--root", str(root),
            "--suite", suite, "--json", str(tmp_json)]

@@ -259,7 +259,7 @@ def _format_error(error: dict) -> str:
     where = error.get("where", "")
     if kind == "NotImplementedError":
         text = f"not implemented yet ({message})" if message else "not implemented yet"
-    elif kind == "MemoryError":
+    elif kind == "MemoryError" or "can't allocate memory" in message:
         text = "ran out of memory"
     elif kind in ("SystemExit", "KeyboardInterrupt"):
         text = f"your code raised {kind} (do not exit or interrupt from inside a module)"

@@ -19,7 +19,7 @@ GRADING = REPO / "grading"
 PACKAGE = "vitcourse"
 
 # Modules of the package that every week ships (no exercises in them).
-SHARED_MODULES = ("__init__.py", "scale.py")
+SHARED_MODULES = ("__init__.py", "scale.py", "checks.py")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Week:
     notebook: str  # jupytext source under solutions/notebooks/, without .py
     tasks: tuple[Task, ...]
     support_modules: tuple[str, ...] = ()  # earlier weeks' modules this week needs
+    sample_mutant: str = ""  # the realistic bug of the bundled "buggy" sample submission
 
     @property
     def assignment(self) -> str:
@@ -60,6 +61,7 @@ WEEKS: dict[int, Week] = {
             Task("1.2", "MultiHeadAttention"),
             Task("1.3", "The reverse-sequence task"),
         ),
+        sample_mutant="mask_fill_zero",
     ),
 }
 

@@ -101,9 +101,8 @@ def main() -> None:
             else:
                 reply({"ok": False, "error": {"type": "ProtocolError", "message": "unknown op"}})
         except BaseException as exc:  # noqa: BLE001 - every student failure becomes a message
+            # SystemExit and KeyboardInterrupt too: the worker keeps serving the next test.
             reply({"ok": False, "error": _describe(exc, root)})
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                break
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""vitgrade: check, grade, verify and release the Vision Transformers course.
+
+    vitgrade check 1                      # students: public tests of week 1, with hints
+    vitgrade grade 1 SUBMISSION... [--jobs N] [--out DIR]
+    vitgrade verify [WEEK...]             # solutions pass, stubs fail, mutants caught, files in sync
+    vitgrade sync [--check]               # regenerate stubs, student notebooks, environment.yml
+    vitgrade release OUT                  # the student tree, checked for leaks
+    vitgrade nbgrader demo [--week 1]     # build, autograde the bundled samples, print the gradebook
+    vitgrade notebooks [WEEK...] [--out DIR]   # run the reference notebooks at VIT_SCALE
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from vitgrade import weeks
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from vitgrade import judge
+
+    root = Path(args.root) if args.root else weeks.STUDENT_PACKAGE.parent
+    result = judge.run(args.week, root, "public", copy=False)
+    if result.status != "ok":
+        print(f"Could not run the public tests: {result.error}")
+        return 2
+    width = max((len(t.name) for t in result.tests), default=10)
+    print(f"Week {args.week} public tests against {root}/{weeks.PACKAGE}\n")
+    print(f"{'task':<5} {'test':<{width}}  result")
+    for t in result.tests:
+        verdict = "pass" if t.outcome == "passed" else f"FAIL  hint: {t.message}"
+        print(f"{t.task:<5} {t.name:<{width}}  {verdict}")
+    failed = [t for t in result.tests if t.outcome != "passed"]
+    print()
+    if failed:
+        print(f"{len(failed)} of {len(result.tests)} public tests failed.")
+        return 1
+    print("Public tests passed; the hidden tests decide the grade.")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from vitgrade import grade
+
+    paths = [Path(p) for p in args.submissions]
+    out = Path(args.out) if args.out else None
+    start = time.monotonic()
+    results = grade.grade_many(args.week, paths, out, args.jobs)
+    broken = 0
+    for name, result in results.items():
+        if len(results) == 1 or args.verbose:
+            print(grade.table(result))
+        status = "ok" if result.status == "ok" else f"ERROR: {result.error}"
+        print(f"{name:<32} {result.earned:>6g} / {result.max_points:<6g} {status}")
+        broken += result.status != "ok"
+    minutes = (time.monotonic() - start) / 60
+    print(f"graded {len(results)} submission(s) in {minutes * 60:.1f} s"
+          + (f"; gradebook: {out / 'gradebook.csv'}" if out else ""))
+    if broken:
+        print(f"{broken} submission(s) could not be graded: see the errors above")
+    return 1 if broken else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from vitgrade import verify
+
+    ok, lines = verify.verify(args.weeks or sorted(weeks.WEEKS), args.jobs)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from vitgrade import generate
+
+    if args.check:
+        stale = generate.stale_files()
+        for path in stale:
+            print(f"stale: {path}")
+        print("generated files are in sync" if not stale else "run `vitgrade sync` and commit")
+        return 1 if stale else 0
+    for path in generate.write_all():
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from vitgrade import release
+
+    found = release.build_release(Path(args.out))
+    for leak in found:
+        print(f"LEAK {leak}")
+    print(f"release written to {args.out}: " + ("no leaks found" if not found else
+                                               f"{len(found)} leak(s)"))
+    return 1 if found else 0
+
+
+def cmd_nbgrader(args: argparse.Namespace) -> int:
+    from vitgrade import nbgrader_pipeline as nbp
+
+    if args.action == "build":
+        print(f"release written to {nbp.build(args.week)}")
+        return 0
+    rows, runs = nbp.demo(args.week, args.jobs)
+    print(f"{'student':<32} {'points':>7} {'max':>5}  nbgrader exit")
+    for row in rows:
+        code = runs[row["student_id"]].returncode
+        print(f"{row['student_id']:<32} {float(row['score']):>7g} {float(row['max_score']):>5g}  {code}")
+    failed = [s for s, r in runs.items() if r.returncode != 0]
+    for student in failed:
+        print(f"autograde failed for {student} (exit {runs[student].returncode}):")
+        print(runs[student].output[-1500:])
+    return 1 if failed else 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from vitgrade import notebooks
+
+    failed = 0
+    for number in args.weeks or sorted(weeks.WEEKS):
+        _, seconds, errors = notebooks.execute(number, Path(args.out) if args.out else None)
+        print(f"week {number:02d}: {seconds:.1f} s, {len(errors)} error(s)")
+        for error in errors:
+            print(f"   {error}")
+        failed += bool(errors)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vitgrade", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="run a week's public tests on your src/ and show hints")
+    p.add_argument("week", type=int)
+    p.add_argument("--root", help="folder holding vitcourse/ (default: the repo's src/)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("grade", help="grade submissions against the hidden tests")
+    p.add_argument("week", type=int)
+    p.add_argument("submissions", nargs="+", help="folders holding vitcourse/ (or src/vitcourse/)")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", help="folder for per-student JSON and gradebook.csv/json")
+    p.add_argument("-v", "--verbose", action="store_true", help="per-test tables for every submission")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("verify", help="solutions pass, stubs fail, mutants caught, files in sync")
+    p.add_argument("weeks", type=int, nargs="*")
+    p.add_argument("--jobs", type=int, default=2)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("sync", help="regenerate stubs, student notebooks and environment.yml")
+    p.add_argument("--check", action="store_true", help="only report stale files")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("release", help="write the student release tree and check it for leaks")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("nbgrader", help="nbgrader: build a week, or the end-to-end demo")
+    p.add_argument("action", choices=["build", "demo"])
+    p.add_argument("--week", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=2)
+    p.set_defaults(func=cmd_nbgrader)
+
+    p = sub.add_parser("notebooks", help="execute the reference notebooks at VIT_SCALE")
+    p.add_argument("weeks", type=int, nargs="*")
+    p.add_argument("--out", help="folder for the executed notebooks")
+    p.set_defaults(func=cmd_notebooks)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

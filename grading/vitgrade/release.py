@@ -1,0 +1,106 @@
+"""``vitgrade release OUT``: the tree students get, with nothing an instructor keeps back.
+
+Copied: the README, the dependency pins and installer, the student package (stubs), the
+student notebooks and week READMEs, the public tests, shipped data and the grading tool (for
+``vitgrade check``). Left out: solutions/, the hidden suites, the mutants, the course's own
+tests and every nbgrader working folder. The copy is then scanned for leaks: solution or
+hidden-test markers in any file or notebook cell, any distinctive line of a solution region,
+of a hidden test or of a mutant.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from vitgrade import generate, mutants, weeks
+
+INCLUDE = ["README.md", "requirements.txt", "environment.yml", "pyproject.toml", "course.py",
+           ".gitignore", "src", "weeks", "tests/public", "data", "grading/vitgrade"]
+EXCLUDE_PATTERNS = ("__pycache__", "*.pyc", "*.egg-info", ".ipynb_checkpoints", "cache")
+# Tool modules that only make sense with the instructor's files around them.
+INSTRUCTOR_ONLY = ["verify.py", "mutants.py", "nbgrader_pipeline.py", "release.py"]
+MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)", re.MULTILINE)
+MIN_SIGNATURE = 24  # shorter lines (`return x`, `)`) are too common to mean anything
+
+
+def _texts(root: Path):
+    """(path, text) for every file; notebooks yield their cell sources."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        if path.suffix == ".ipynb":
+            cells = json.loads(text).get("cells", [])
+            text = "\n".join("".join(c.get("source", "")) for c in cells)
+        yield path, text
+
+
+def _lines(text: str) -> set[str]:
+    return {s for line in text.splitlines()
+            if len(s := line.strip()) >= MIN_SIGNATURE and not s.startswith(("#", '"', "'"))}
+
+
+def secret_lines() -> dict[str, str]:
+    """Distinctive lines that must not appear in a release, with where each comes from."""
+    secrets: dict[str, str] = {}
+    for path in weeks.SOLUTION_PACKAGE.rglob("*.py"):
+        inside = False
+        for line in path.read_text().splitlines():
+            if generate.BEGIN.match(line):
+                inside = True
+            elif generate.END.match(line):
+                inside = False
+            elif inside:
+                for s in _lines(line):
+                    secrets[s] = f"solution {path.name}"
+    for suite in weeks.TESTS.joinpath("hidden").glob("week*"):
+        for path in suite.glob("*.py"):
+            for s in _lines(path.read_text()):
+                secrets[s] = f"hidden test {suite.name}/{path.name}"
+    for number in weeks.WEEKS:
+        for mutant in mutants.load(number):
+            for _, new in mutant.blocks:
+                for s in _lines(new):
+                    secrets[s] = f"mutant {mutant.name}"
+    # Lines the students legitimately have (stub signatures, public tests) are not secrets.
+    public = set()
+    for root in (weeks.STUDENT_PACKAGE, weeks.TESTS / "public"):
+        for _, text in _texts(root):
+            public |= _lines(text)
+    return {s: where for s, where in secrets.items() if s not in public}
+
+
+def leaks(root: Path) -> list[str]:
+    found = []
+    secrets = secret_lines()
+    for path, text in _texts(root):
+        rel = path.relative_to(root)
+        if MARKER.search(text):
+            found.append(f"{rel}: contains a solution/hidden-test marker")
+        for s in _lines(text) & secrets.keys():
+            found.append(f"{rel}: contains a line of the {secrets[s]}: {s[:60]!r}")
+    for forbidden in ("solutions", "tests/hidden", "tests/mutants", "tests/course"):
+        if (root / forbidden).exists():
+            found.append(f"{forbidden}/ is in the release")
+    return found
+
+
+def build_release(out: Path) -> list[str]:
+    """Write the student release to ``out`` (replacing it); return the leaks found (none = ok)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for item in INCLUDE:
+        src = weeks.REPO / item
+        if src.is_dir():
+            shutil.copytree(src, out / item, ignore=shutil.ignore_patterns(*EXCLUDE_PATTERNS))
+        elif src.exists():
+            (out / item).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, out / item)
+    for name in INSTRUCTOR_ONLY:
+        (out / "grading" / "vitgrade" / name).unlink(missing_ok=True)
+    return leaks(out)

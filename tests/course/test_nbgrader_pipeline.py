@@ -1,0 +1,60 @@
+"""nbgrader end to end: build Week 1, autograde three submissions, export.
+
+The reference earns full marks, the untouched release earns zero, a realistic bug earns
+something in between; nbgrader exits 0 for all three; hidden tests never reach release/ or
+feedback/.
+"""
+
+import shutil
+
+import pytest
+
+from vitgrade import nbgrader_pipeline as nbp
+from vitgrade import weeks
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course = tmp_path_factory.mktemp("course")
+    shutil.copy2(weeks.GRADING / "nbgrader_config.py", course / "nbgrader_config.py")
+    return course
+
+
+@pytest.fixture(scope="module")
+def graded(course):
+    rows, runs = nbp.demo(1, jobs=2, course=course)
+    return {r["student_id"]: r for r in rows}, runs
+
+
+def test_release_has_no_hidden_tests_or_solutions(graded, course):
+    release = course / "release" / "week01"
+    assert (release / "vitcourse" / "attention.py").exists()
+    assert not (release / "hidden_tests").exists()
+    text = (release / "week01_attention.ipynb").read_text()
+    assert "BEGIN SOLUTION" not in text and "grade_task" not in text
+    assert "raise NotImplementedError" in (release / "vitcourse" / "attention.py").read_text()
+
+
+def test_scores_full_zero_partial(graded):
+    rows, runs = graded
+    for student, run in runs.items():
+        assert run.returncode == 0, f"nbgrader autograde failed for {student}:\n{run.output[-2000:]}"
+    samples = nbp.sample_submissions(1)
+    scores = {kind: (float(rows[s]["score"]), float(rows[s]["max_score"])) for s, kind in samples.items()}
+    full, top = scores["solution"]
+    assert top > 0 and full == top
+    assert scores["release"][0] == 0
+    partial = next(v for k, v in scores.items() if k.startswith("mutant:"))[0]
+    assert 0 < partial < top
+
+
+def test_feedback_has_no_hidden_test_code(graded, course):
+    run = nbp.nbgrader("generate_feedback", "week01", "--force", course=course)
+    assert run.returncode == 0, run.output[-2000:]
+    feedback = list((course / "feedback").rglob("*"))
+    assert any(p.suffix == ".html" for p in feedback)
+    assert not any(p.name == "hidden_tests" for p in feedback)
+    for page in (p for p in feedback if p.suffix == ".html"):
+        html = page.read_text()
+        assert "def test_" not in html and "assert_close(" not in html
+        assert "test_sdpa_matches_torch" in html, "feedback names the tests the student failed or passed"

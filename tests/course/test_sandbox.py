@@ -1,0 +1,123 @@
+"""The sandbox turns every way student code can fail into a one-line reason."""
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from vitgrade import wire
+from vitgrade.sandbox import Sandbox, StudentFailure
+
+MODULE = '''
+import os, sys, time
+import torch
+from torch import nn
+
+class Box(nn.Module):
+    def __init__(self, mode="ok"):
+        super().__init__()
+        self.mode = mode
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        if self.mode == "raise":
+            raise ValueError("shapes do not line up")
+        if self.mode == "loop":
+            while True:
+                pass
+        if self.mode == "exit":
+            os._exit(0)
+        if self.mode == "sysexit":
+            sys.exit(0)
+        if self.mode == "segfault":
+            import ctypes
+            ctypes.string_at(0)
+        if self.mode == "oom":
+            return torch.empty(10**11)
+        if self.mode == "liar":
+            class Liar(torch.Tensor):
+                def __eq__(self, other):
+                    return True
+            return (x * 0).as_subclass(Liar)
+        if self.mode == "print":
+            print("x" * 10_000_000)
+        return x * self.scale
+'''
+
+
+@pytest.fixture
+def root(tmp_path):
+    package = tmp_path / "vitcourse"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "box.py").write_text(textwrap.dedent(MODULE))
+    return tmp_path
+
+
+def call(box, mode, x=None):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) if x is None else x
+    return box.call("vitgrade.probes:run_module", cls="vitcourse.box.Box", init={"mode": mode},
+                    args=[x])
+
+
+def test_plain_call_returns_arrays(root):
+    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
+        out = call(box, "ok")["outputs"][0][0]
+        assert isinstance(out, np.ndarray) and out.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+@pytest.mark.parametrize("mode, reason", [
+    ("raise", "ValueError: shapes do not line up [vitcourse/box.py:"),
+    ("loop", "timed out after 3 s"),
+    ("exit", "exited (exit code 0) before answering"),
+    ("sysexit", "raised SystemExit"),
+    ("segfault", "crashed (segmentation fault)"),
+    ("oom", "ran out of memory"),
+])
+def test_failures_become_one_line_reasons_and_the_next_call_works(root, mode, reason):
+    with Sandbox(root, ["vitcourse.box"], timeout=3, memory_mb=4096) as box:
+        with pytest.raises(StudentFailure) as info:
+            call(box, mode)
+        assert reason in info.value.reason
+        assert "\n" not in info.value.reason
+        assert call(box, "ok")["outputs"][0][0].shape == (2, 3)  # restarted cleanly
+
+
+def test_tensor_subclass_arrives_as_plain_numbers(root):
+    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
+        out = call(box, "liar")["outputs"][0][0]
+    assert type(out) is np.ndarray
+    assert not np.array_equal(out, np.ones((2, 3)))
+
+
+def test_printing_megabytes_does_not_break_grading(root):
+    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
+        assert call(box, "print")["outputs"][0][0].shape == (2, 3)
+        assert box.output_tail(100).strip().endswith("x")
+
+
+def test_broken_import_fails_every_call_fast(root):
+    (root / "vitcourse" / "box.py").write_text("def broken(:\n")
+    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
+        for _ in range(2):
+            with pytest.raises(StudentFailure, match="importing your code failed: SyntaxError"):
+                call(box, "ok")
+
+
+def test_wire_refuses_pickled_objects(tmp_path):
+    np.save(tmp_path / "evil.npy", np.array([object()], dtype=object), allow_pickle=True)
+    (tmp_path / "m.json").write_text('{"__array__": "a0"}')
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "m.npz", "w") as zf:
+        zf.write(tmp_path / "evil.npy", "a0.npy")
+    with pytest.raises(ValueError):
+        wire.read_message(tmp_path / "m")
+
+
+def test_wire_roundtrip(tmp_path):
+    value = {"a": [1, 2.5, None, "s", (np.ones(3, np.float32), True)], "nan": float("nan")}
+    wire.write_message(tmp_path / "m", value)
+    back = wire.read_message(tmp_path / "m")
+    assert back["a"][:4] == [1, 2.5, None, "s"]
+    assert isinstance(back["a"][4], tuple) and back["a"][4][0].tolist() == [1, 1, 1]
+    assert np.isnan(back["nan"])

@@ -1,0 +1,28 @@
+"""Tests that can fail: the solution passes, the stub fails, every mutant is caught."""
+
+import pytest
+
+from vitgrade import mutants, verify, weeks
+
+
+@pytest.mark.parametrize("week", sorted(weeks.WEEKS))
+def test_week_verifies(week):
+    report = verify.verify_week(week, jobs=2)
+    print(report.line())
+    assert not report.problems, report.problems
+    assert not report.mutants_missed, f"mutants not caught: {report.mutants_missed}"
+    for suite, (passed, total) in report.solution.items():
+        assert passed == total > 0, f"solution passes {passed}/{total} {suite} tests"
+    for suite, (failed, total) in report.stub.items():
+        assert failed == total > 0, f"stub fails only {failed}/{total} {suite} tests"
+
+
+@pytest.mark.parametrize("week", sorted(weeks.WEEKS))
+def test_every_mutant_applies_and_changes_the_code(week, tmp_path):
+    zoo = mutants.load(week)
+    assert len(zoo) >= 10, "each week keeps a zoo of at least 10 realistic bugs"
+    for mutant in zoo:
+        root = mutants.materialise(mutant, tmp_path / mutant.name)
+        changed = (root / weeks.PACKAGE / mutant.file).read_text()
+        assert changed != (weeks.SOLUTION_PACKAGE / mutant.file).read_text()
+        assert mutant.description, f"{mutant.name} needs a description"
