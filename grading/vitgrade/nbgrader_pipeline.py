@@ -40,6 +40,7 @@ def nbgrader(*args: str, course: Path = COURSE, check: bool = False) -> Nbgrader
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # a fresh gradebook runs `alembic`
     env.setdefault("VIT_SCALE", "smoke")
     env.pop("JUPYTER_PLATFORM_DIRS", None)
+    env.pop("MPLBACKEND", None)  # let the kernel show figures inline
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                           capture_output=True, text=True)

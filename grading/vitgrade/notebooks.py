@@ -27,6 +27,7 @@ def execute(number: int, out_dir: Path | None = None, timeout: int = 3600
                                               generate.END_HIDDEN, None)
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(weeks.SOLUTIONS), old]))
+    old_backend = os.environ.pop("MPLBACKEND", None)  # Agg would swallow the kernel's figures
     start = time.monotonic()
     try:
         nbclient.NotebookClient(
@@ -34,6 +35,8 @@ def execute(number: int, out_dir: Path | None = None, timeout: int = 3600
             resources={"metadata": {"path": str(weeks.WEEKS_DIR / week.slug)}},
         ).execute()
     finally:
+        if old_backend is not None:
+            os.environ["MPLBACKEND"] = old_backend
         if old is None:
             os.environ.pop("PYTHONPATH")
         else:
