@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import ast
-import json
 import re
 from pathlib import Path
 
@@ -153,7 +152,8 @@ def build_notebook(week: weeks.Week, student: bool) -> nbformat.NotebookNode:
     for index, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader")
         cell.id = meta["grade_id"] if meta else f"{week.assignment}-{index:03d}"
-        cell.metadata = {"nbgrader": meta} if meta else {}
+        cell.metadata = {"nbgrader": meta} if meta else {}  # NotebookNode copies meta
+        meta = cell.metadata.get("nbgrader")
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -233,6 +233,3 @@ def write_all() -> list[str]:
             changed.append(str(path.relative_to(weeks.REPO)))
     return changed
 
-
-def dump_json(obj: object) -> str:
-    return json.dumps(obj, indent=1, sort_keys=True)

@@ -17,8 +17,8 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -74,7 +74,7 @@ class SuiteResult:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "SuiteResult":
+    def from_json(cls, data: dict) -> SuiteResult:
         tests = [TestResult(**t) for t in data.get("tests", [])]
         return cls(
             week=data["week"], suite=data["suite"], root=data["root"], tests=tests,

@@ -170,7 +170,7 @@ class Sandbox:
         self.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -242,7 +242,7 @@ class Sandbox:
         try:
             return wire.read_message(out)
         except Exception as exc:  # noqa: BLE001 - malformed data is the student's failure
-            raise StudentFailure(f"your code returned something that is not plain numbers ({exc})")
+            raise StudentFailure(f"your code returned something that is not plain numbers ({exc})") from None
 
     def output_tail(self, limit: int = 2000) -> str:
         """The end of what the student's code printed (for the instructor's log)."""

@@ -26,7 +26,7 @@ class Scale(str, Enum):
     FULL = "full"
 
     @classmethod
-    def from_env(cls) -> "Scale":
+    def from_env(cls) -> Scale:
         raw = os.environ.get(ENV_VAR, cls.SMOKE.value).strip().lower()
         try:
             return cls(raw)

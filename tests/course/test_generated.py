@@ -5,7 +5,6 @@ import textwrap
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from vitgrade import generate, weeks
 
 

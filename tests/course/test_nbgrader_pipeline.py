@@ -8,7 +8,6 @@ feedback/.
 import shutil
 
 import pytest
-
 from vitgrade import nbgrader_pipeline as nbp
 from vitgrade import weeks
 

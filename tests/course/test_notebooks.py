@@ -1,7 +1,6 @@
 """Every week's reference notebook runs top to bottom at SMOKE scale (CPU, offline)."""
 
 import pytest
-
 from vitgrade import notebooks, weeks
 
 

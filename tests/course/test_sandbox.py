@@ -4,7 +4,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from vitgrade import wire
 from vitgrade.sandbox import Sandbox, StudentFailure
 

@@ -1,7 +1,6 @@
 """Tests that can fail: the solution passes, the stub fails, every mutant is caught."""
 
 import pytest
-
 from vitgrade import mutants, verify, weeks
 
 

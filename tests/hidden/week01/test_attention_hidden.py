@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from vitgrade.testing import assert_close, student_source
 
 SDPA = "vitcourse.attention.ScaledDotProductAttention"
@@ -51,13 +50,12 @@ def sdpa(student, q, k, v, mask=None, dropout=0.0, train=False, calls=1, seed=0)
 
 def mha_state_from_torch(ref: nn.MultiheadAttention) -> dict:
     """Map nn.MultiheadAttention's packed weights onto the w_q/w_k/w_v/w_o contract."""
-    wq, wk, wv = ref.in_proj_weight.detach().chunk(3)
-    bq, bk, bv = ref.in_proj_bias.detach().chunk(3)
-    return {
-        "w_q.weight": wq, "w_q.bias": bq, "w_k.weight": wk, "w_k.bias": bk,
-        "w_v.weight": wv, "w_v.bias": bv,
-        "w_o.weight": ref.out_proj.weight.detach(), "w_o.bias": ref.out_proj.bias.detach(),
-    }
+    d = ref.embed_dim
+    state = {"w_o.weight": ref.out_proj.weight.detach(), "w_o.bias": ref.out_proj.bias.detach()}
+    for i, name in enumerate(("w_q", "w_k", "w_v")):  # in_proj rows: [W^Q; W^K; W^V]
+        state[f"{name}.weight"] = ref.in_proj_weight.detach()[i * d:(i + 1) * d]
+        state[f"{name}.bias"] = ref.in_proj_bias.detach()[i * d:(i + 1) * d]
+    return state
 
 
 def torch_mha(d_model, heads, seed=0):
