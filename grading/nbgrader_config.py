@@ -4,11 +4,20 @@ Everything week-specific comes from the course registry (grading/vitgrade/weeks.
 week needs no edit here. The settings that matter, and why (see the nbgrader notes):
 """
 
+import os
 from pathlib import Path
 
-from vitgrade import weeks
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+from vitgrade import isolate, nbtrust, settings, weeks
 
 c = get_config()  # noqa: F821 - provided by nbgrader
+
+# This process decides and records grades: no process of the same uid (a student's kernel)
+# may open its file descriptors or memory through /proc. Its verdict pipe is not inherited.
+isolate.protect_self()
+if os.environ.get(nbtrust.VERDICT_FD_ENV):
+    os.set_inheritable(int(os.environ[nbtrust.VERDICT_FD_ENV]), False)
 
 c.CourseDirectory.course_id = "vit-course"
 c.CourseDirectory.root = str(Path(__file__).resolve().parent)
@@ -23,11 +32,28 @@ c.Autograde.exclude_overwriting = {
 # Hidden tests live in source/<week>/hidden_tests/. They must never reach release/ or
 # feedback/, but autograde must still copy them, so the ignore list is set per command
 # (a global CourseDirectory.ignore would stop autograde from copying them too).
+# Autograde must not copy them into the student's folder either (where the student's kernel
+# could read them): the trusted verdict below reads them from source/ directly.
 _ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "hidden_tests"]
+c.CourseDirectory.ignore = _ignore
 c.GenerateAssignmentApp.CourseDirectory.ignore = _ignore
 c.GenerateFeedbackApp.CourseDirectory.ignore = _ignore
 
-# The first graded cell runs the whole hidden suite (about 10 s); the default is 30 s a cell.
-c.Execute.timeout = 300
+# The score is the judge's verdict, computed outside the student's kernel from a snapshot taken
+# before the kernel ran; nothing the kernel prints in a graded cell survives (vitgrade.nbtrust).
+c.Autograde.autograde_preprocessors = [
+    nbtrust.TrustedExecute,  # nbgrader's Execute + snapshot, jailed kernel, time budget
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    nbtrust.TrustedVerdict,  # overwrites every graded task cell with the verdict
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+
+# Per notebook cell in the student's kernel (the hidden suite no longer runs there), and a
+# budget for the whole notebook (VITGRADE_CELL_TIMEOUT, VITGRADE_NOTEBOOK_BUDGET).
+c.Execute.timeout = settings.cell_timeout()
 # A graded cell with any stderr output scores 0; library warnings must not cost points.
 c.IgnorePattern.pattern = r"(?s).*(Warning|warn\().*"

@@ -6,6 +6,8 @@
     vitgrade sync [--check]               # regenerate stubs, student notebooks, environment.yml
     vitgrade release OUT                  # the student tree, checked for leaks
     vitgrade nbgrader demo [--week 1]     # build, autograde the bundled samples, print the gradebook
+    vitgrade zoo [--week 1] [--path vitgrade|nbgrader|both] [NAME...]   # grade the broken/hostile zoo
+    vitgrade bench [--n 100] [--jobs 2] [--path vitgrade|nbgrader|both]  # throughput of both paths
     vitgrade notebooks [WEEK...] [--out DIR]   # run the reference notebooks at VIT_SCALE
 """
 
@@ -43,25 +45,30 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from vitgrade import grade
+    from vitgrade import grade, isolate
 
     paths = [Path(p) for p in args.submissions]
     out = Path(args.out) if args.out else None
     start = time.monotonic()
-    results = grade.grade_many(args.week, paths, out, args.jobs)
-    broken = 0
+    run = grade.grade_many(args.week, paths, out, args.jobs)
+    results = run.results
     for name, result in results.items():
         if len(results) == 1 or args.verbose:
             print(grade.table(result))
-        status = "ok" if result.status == "ok" else f"ERROR: {result.error}"
+        status = "ok" if result.status == "ok" else f"{result.status.upper()}: {result.error}"
         print(f"{name:<32} {result.earned:>6g} / {result.max_points:<6g} {status}")
-        broken += result.status != "ok"
-    minutes = (time.monotonic() - start) / 60
-    print(f"graded {len(results)} submission(s) in {minutes * 60:.1f} s"
+    seconds = time.monotonic() - start
+    print(f"graded {len(results)} submission(s) in {seconds:.1f} s "
+          f"({60 * len(results) / max(seconds, 1e-9):.1f} per minute)"
           + (f"; gradebook: {out / 'gradebook.csv'}" if out else ""))
-    if broken:
-        print(f"{broken} submission(s) could not be graded: see the errors above")
-    return 1 if broken else 0
+    print(f"isolation: {isolate.level()} ({isolate.describe()})")
+    if run.failed:
+        print(f"{len(run.failed)} submission(s) could not be graded cleanly: {', '.join(run.failed)}")
+    for path in run.tampering:
+        print(f"TAMPERING: {path} changed during grading (grades use the snapshots taken before)")
+    for problem in run.gradebook_problems:
+        print(f"GRADEBOOK INCONSISTENT: {problem}")
+    return 0 if run.ok else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -104,15 +111,53 @@ def cmd_nbgrader(args: argparse.Namespace) -> int:
         print(f"release written to {nbp.build(args.week)}")
         return 0
     rows, runs = nbp.demo(args.week, args.jobs)
-    print(f"{'student':<32} {'points':>7} {'max':>5}  nbgrader exit")
+    print(f"{'student':<32} {'points':>7} {'max':>5}  nbgrader exit  verdict")
     for row in rows:
-        code = runs[row["student_id"]].returncode
-        print(f"{row['student_id']:<32} {float(row['score']):>7g} {float(row['max_score']):>5g}  {code}")
-    failed = [s for s, r in runs.items() if r.returncode != 0]
+        run = runs[row["student_id"]]
+        verdict = (run.verdict or {}).get("earned", "none")
+        print(f"{row['student_id']:<32} {float(row['score']):>7g} {float(row['max_score']):>5g}  "
+              f"{run.returncode:<13} {verdict}")
+    failed = [s for s, r in runs.items() if r.returncode != 0 or r.verdict is None]
     for student in failed:
         print(f"autograde failed for {student} (exit {runs[student].returncode}):")
         print(runs[student].output[-1500:])
     return 1 if failed else 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from vitgrade import zoo
+
+    entries = zoo.load(args.week, args.names or None)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="vitgrade-zoo-") as tmp:
+        if args.path in ("vitgrade", "both"):
+            runs.append(zoo.grade_vitgrade(args.week, entries, Path(tmp) / "vitgrade", args.jobs))
+        if args.path in ("nbgrader", "both"):
+            runs.append(zoo.grade_nbgrader(args.week, entries, Path(tmp) / "nbgrader" / "course", args.jobs))
+        lines, problems = zoo.table(entries, runs)
+    print("\n".join(lines))
+    print(f"{problems} problem(s)")
+    return 1 if problems else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from vitgrade import bench
+
+    paths = ("vitgrade", "nbgrader") if args.path == "both" else (args.path,)
+    results = bench.run(args.week, args.n, args.jobs, Path(args.out), paths)
+    for r in results:
+        if r["path"] == "agreement":
+            print(f"both paths agree on every student's points: {not r['disagree']} {r['disagree'][:5]}")
+            continue
+        print(f"{r['path']:<9} {r['n']} submissions, --jobs {r['jobs']}: {r['seconds']:.0f} s = "
+              f"{r['per_minute']:.1f} submissions/minute; clean: {r['ok']}")
+    print(f"details: {args.out}/bench-*.json")
+    print(json.dumps([{k: v for k, v in r.items() if k != "points"} for r in results])[:2000])
+    return 0
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
@@ -164,6 +209,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--week", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=cmd_nbgrader)
+
+    p = sub.add_parser("zoo", help="grade the zoo of broken and hostile submissions; print the table")
+    p.add_argument("names", nargs="*", help="only these entries (default: all)")
+    p.add_argument("--week", type=int, default=1)
+    p.add_argument("--path", choices=["vitgrade", "nbgrader", "both"], default="both")
+    p.add_argument("--jobs", type=int, default=2)
+    p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("bench", help="generate N submissions and measure both grading paths")
+    p.add_argument("--week", type=int, default=1)
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--path", choices=["vitgrade", "nbgrader", "both"], default="both")
+    p.add_argument("--out", default="build/bench")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("notebooks", help="execute the reference notebooks at VIT_SCALE")
     p.add_argument("weeks", type=int, nargs="*")

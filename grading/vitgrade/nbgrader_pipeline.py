@@ -10,17 +10,20 @@ untouched release and a mutant, never kept as copies.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from vitgrade import generate, mutants, weeks
+from vitgrade import generate, integrity, isolate, judge, mutants, nbtrust, weeks
 
 COURSE = weeks.GRADING
 
@@ -31,11 +34,14 @@ class NbgraderRun:
     returncode: int
     seconds: float
     output: str
+    verdict: dict | None = None  # the trusted verdict, from the private pipe (autograde only)
 
 
-def nbgrader(*args: str, course: Path = COURSE, check: bool = False) -> NbgraderRun:
+def nbgrader(*args: str, course: Path = COURSE, check: bool = False, env_extra: dict | None = None,
+             pass_fds: tuple[int, ...] = ()) -> NbgraderRun:
     """Run one nbgrader command headless in the course directory."""
     env = dict(os.environ)
+    env.update(env_extra or {})
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # a fresh gradebook runs `alembic`
     env.setdefault("VIT_SCALE", "smoke")
@@ -43,7 +49,7 @@ def nbgrader(*args: str, course: Path = COURSE, check: bool = False) -> Nbgrader
     env.pop("MPLBACKEND", None)  # let the kernel show figures inline
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, pass_fds=pass_fds, stdin=subprocess.DEVNULL)
     run = NbgraderRun(" ".join(["nbgrader", *args]), proc.returncode,
                       round(time.monotonic() - start, 1), proc.stdout + proc.stderr)
     if check and proc.returncode != 0:
@@ -68,6 +74,11 @@ def build(number: int, course: Path = COURSE) -> Path:
     nb = generate.build_notebook(week, student=False)
     nbformat.write(nb, source / f"{week.notebook}.ipynb")
     _copy_package(source / weeks.PACKAGE, weeks.STUDENT_PACKAGE)  # students get the stubs
+    for module in week.support_modules:  # earlier weeks' reference solutions, without markers
+        text = (weeks.SOLUTION_PACKAGE / module).read_text()
+        (source / weeks.PACKAGE / module).write_text("".join(
+            line for line in text.splitlines(keepends=True)
+            if not (generate.BEGIN.match(line) or generate.END.match(line))))
     shutil.copytree(weeks.suite_dir(number, "hidden"), source / "hidden_tests",
                     ignore=shutil.ignore_patterns("__pycache__"))
     nbgrader("generate_assignment", week.assignment, "--force", course=course, check=True)
@@ -119,23 +130,95 @@ def export(course: Path = COURSE) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@dataclass
+class AutogradeReport:
+    """What one autograde batch decided, and everything that went wrong around it."""
+
+    runs: dict[str, NbgraderRun]
+    tampering: list[str] = field(default_factory=list)  # protected files that changed
+    problems: list[str] = field(default_factory=list)  # per student: not graded / gradebook disagrees
+
+    @property
+    def ok(self) -> bool:
+        return not self.tampering and not self.problems
+
+
+def _autograde_one(assignment: str, student: str, digest: str, course: Path, tests: str) -> NbgraderRun:
+    read_fd, write_fd = os.pipe()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        with os.fdopen(read_fd, "rb") as pipe:
+            while chunk := pipe.read(65536):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        run = nbgrader("autograde", assignment, "--student", student, "--force", course=course,
+                       env_extra={nbtrust.VERDICT_FD_ENV: str(write_fd), nbtrust.EXPECT_ENV: digest,
+                                  nbtrust.TESTS_ENV: tests},
+                       pass_fds=(write_fd,))
+    finally:
+        os.close(write_fd)
+    reader.join(10)
+    try:
+        run.verdict = json.loads(b"".join(chunks)) if chunks else None
+    except json.JSONDecodeError:
+        run.verdict = None
+    return run
+
+
 def autograde(number: int, students: list[str], jobs: int = 2, course: Path = COURSE
               ) -> dict[str, NbgraderRun]:
     """One ``nbgrader autograde --student`` process per student, ``jobs`` at a time.
 
     nbgrader's own autograde is sequential; one process per student against one sqlite
-    gradebook is safe at 2 processes (for more graders, use Postgres: see the README).
-    A non-zero exit (e.g. a dead kernel) is reported, never hidden behind a 0.0 in the CSV.
+    gradebook is safe at 2 processes (for more graders, use Postgres: see grading/DEPLOYMENT.md).
+    Each process sends its trusted verdict (:mod:`vitgrade.nbtrust`) through a private pipe.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    return autograde_checked(number, students, jobs, course).runs
 
-    assignment = weeks.get(number).assignment
 
-    def one(student: str) -> NbgraderRun:
-        return nbgrader("autograde", assignment, "--student", student, "--force", course=course)
-
+def autograde_checked(number: int, students: list[str], jobs: int = 2, course: Path = COURSE,
+                      export_rows: bool = True) -> AutogradeReport:
+    """:func:`autograde`, plus the checks: before any student's code runs, the digest of every
+    submitted package (passed to its autograde process, which compares) and the hashes of what
+    must not change (source/, release/, every submitted/ folder, the repository's hidden tests
+    and solutions); after, those hashes again, every student's exit status and verdict, and the
+    exported gradebook against the verdicts."""
+    isolate.protect_self()
+    week = weeks.get(number)
+    assignment = week.assignment
+    digests = {}
+    for student in students:
+        package = course / "submitted" / student / assignment / weeks.PACKAGE
+        digests[student] = nbtrust.modules_digest(week, integrity.Snapshot.take(package).files)
+    guard = integrity.Guard([course / "source" / assignment, course / "release" / assignment,
+                             course / "submitted", weeks.suite_dir(number, "hidden"), weeks.SOLUTION_PACKAGE])
+    tests = judge.tests_digest(course / "source" / assignment / "hidden_tests")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return dict(zip(students, pool.map(one, students)))
+        runs = dict(zip(students, pool.map(
+            lambda s: _autograde_one(assignment, s, digests[s], course, tests), students)))
+    report = AutogradeReport(runs, tampering=guard.changes())
+    for student, run in runs.items():
+        verdict = run.verdict
+        if run.returncode != 0 or verdict is None:
+            reason = (verdict or {}).get("error") or judge.one_line(run.output.strip().splitlines()[-1]
+                                                                   if run.output.strip() else "no output")
+            report.problems.append(f"{student}: not graded (nbgrader exit {run.returncode}): {reason}")
+        elif verdict.get("tampering"):
+            report.problems.append(f"{student}: flagged: {'; '.join(verdict['tampering'][:3])}")
+    if export_rows:
+        rows = {r["student_id"]: r for r in export(course) if r["assignment"] == assignment}
+        for student, run in runs.items():
+            if run.verdict is None or run.returncode != 0:
+                continue
+            got = float(rows.get(student, {}).get("score", "nan"))
+            if abs(got - run.verdict["earned"]) > 1e-6:
+                report.problems.append(f"{student}: gradebook says {got}, the verdict was "
+                                       f"{run.verdict['earned']}")
+    return report
 
 
 def sample_submissions(number: int) -> dict[str, str]:

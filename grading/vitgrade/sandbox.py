@@ -13,10 +13,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import resource
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vitgrade import wire
+from vitgrade import isolate, settings, wire
 
+PACKAGE = "vitcourse"
 GRADING_DIR = Path(__file__).resolve().parent.parent  # the folder holding the vitgrade package
+STARTUP_TIMEOUT = 180.0  # the worker's own start-up (Python + torch), before any student code
 LOG_LIMIT_BYTES = 32 * 2**20  # a worker printing more than this is stopped (SIGXFSZ)
 SIGNAL_NAMES = {
     signal.SIGSEGV: "segmentation fault",
@@ -46,13 +48,6 @@ class StudentFailure(AssertionError):
         self.reason = reason
 
 
-def _limits(memory_mb: int) -> None:  # runs in the child, before exec
-    os.setsid()  # own process group: killing it takes everything the student started
-    resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LOG_LIMIT_BYTES, LOG_LIMIT_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 class Sandbox:
     """One isolated worker process for one submission root (the folder holding ``vitcourse/``)."""
 
@@ -61,24 +56,54 @@ class Sandbox:
         root: str | Path,
         modules: list[str],
         probes: dict[str, Path] | None = None,
-        timeout: float = 30.0,
-        import_timeout: float = 60.0,
-        memory_mb: int = 6144,
+        timeout: float | None = None,
+        import_timeout: float | None = None,
+        memory_mb: int | None = None,
         threads: int = 2,
+        hide: list[str | Path] | None = None,
     ) -> None:
-        self.root = Path(root).resolve()
+        """Timeouts default to the settings (``VITGRADE_TIMEOUT``, ``VITGRADE_IMPORT_TIMEOUT``);
+        every timeout, including one passed to :meth:`call`, is multiplied by
+        ``VITGRADE_TIME_SCALE``. ``hide``: paths the student's process must not see, on top of
+        :func:`vitgrade.settings.hidden_paths`."""
         self.modules = modules
-        self.probes = {k: Path(v).resolve() for k, v in (probes or {}).items()}
-        self.timeout = timeout
-        self.import_timeout = import_timeout
-        self.memory_mb = memory_mb
+        self.scale = settings.time_scale()
+        self.timeout = (timeout or settings.call_timeout()) * self.scale
+        self.import_timeout = (import_timeout or settings.import_timeout()) * self.scale
+        self.memory_mb = memory_mb or settings.memory_mb()
         self.threads = threads
         self.scratch = Path(tempfile.mkdtemp(prefix="vitgrade-"))
-        self.channel = self.scratch / "channel"
+        self.policy = isolate.new_policy(self.memory_mb, LOG_LIMIT_BYTES,
+                                         settings.hidden_paths() + list(hide or []))
+        os.chmod(self.scratch, 0o711)  # the sandbox uid may enter, not list
+        # Requests go to a folder only the grader writes (so the student cannot plant a symlink
+        # the grader would write through); replies come from a folder only the worker writes.
+        self.inbox = self.scratch / "in"
+        self.inbox.mkdir(mode=0o755)
+        os.chmod(self.inbox, 0o755)
+        self.channel = self.scratch / "out"
         self.channel.mkdir()
         self.workdir = self.scratch / "work"
         self.workdir.mkdir()
+        for folder in (self.channel, self.workdir):
+            isolate.hand_over(folder, self.policy)
+        # Probe modules are copied next to the channel: the hidden-test folder stays hidden.
+        probe_dir = self.scratch / "probes"
+        probe_dir.mkdir(mode=0o755)
+        self.probes = {}
+        for alias, path in (probes or {}).items():
+            self.probes[alias] = probe_dir / f"{alias}.py"
+            shutil.copyfile(path, self.probes[alias])
+            os.chmod(self.probes[alias], 0o644)
+        # The worker imports its own copy of the package (regular files only, readable by the
+        # sandbox uid), so nothing it does to those files reaches the submission or the grader.
+        self.root = self.scratch / "submission"
+        copy_tree(Path(root) / PACKAGE, self.root / PACKAGE)
         self.log_path = self.scratch / "output.log"
+        self._userns: str | None = None
+        self.timeouts = 0
+        self.student_seconds = 0.0  # time spent waiting for the student's code (all calls)
+        self.budget = settings.submission_budget() * self.scale
         self._proc: subprocess.Popen | None = None
         self._fatal: str | None = None  # set when the package cannot be imported at all
         self._counter = itertools.count()
@@ -101,6 +126,7 @@ class Sandbox:
             HF_HUB_OFFLINE="1",
             NO_PROXY="*",
         )
+        env[isolate.TOKEN_ENV] = self.policy.token
         return env
 
     def spawn(self) -> None:
@@ -118,9 +144,13 @@ class Sandbox:
             f"--root={self.root}",
             f"--req-fd={req_r}",
             f"--rep-fd={rep_w}",
+            f"--inbox={self.inbox}",
             f"--channel={self.channel}",
             f"--threads={self.threads}",
         ] + [f"--probes={alias}={path}" for alias, path in self.probes.items()]
+        if self.log_path.exists() and self.log_path.stat().st_size > LOG_LIMIT_BYTES // 2:
+            tail = self.output_tail(65536)  # a restarted worker gets a fresh log budget
+            self.log_path.write_text(tail)
         log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
             cmd,
@@ -130,9 +160,14 @@ class Sandbox:
             cwd=self.workdir,
             env=self._env(),
             pass_fds=(req_r, rep_w),
-            preexec_fn=lambda: _limits(self.memory_mb),
+            preexec_fn=lambda: isolate.confine(self.policy),
         )
         log.close()
+        if self.policy.level == "userns":
+            try:
+                self._userns = os.readlink(f"/proc/{self._proc.pid}/ns/user")
+            except OSError:
+                self._userns = None
         os.close(req_r)
         os.close(rep_w)
         self._req = os.fdopen(req_w, "w")
@@ -142,7 +177,16 @@ class Sandbox:
 
     def _handshake(self) -> None:
         self._handshaken = True
-        reply = self._roundtrip({"op": "import", "modules": self.modules}, self.import_timeout)
+        # The worker's own start-up (Python, torch) is the grader's cost, not the student's:
+        # wait for it separately, then time the import of the student's package.
+        before = self.student_seconds
+        self._roundtrip(None, STARTUP_TIMEOUT)
+        self.student_seconds = before
+        try:
+            reply = self._roundtrip({"op": "import", "modules": self.modules}, self.import_timeout)
+        except StudentFailure as failure:  # hung or crashed while importing: paid once, not per test
+            self._fatal = "importing your code failed: " + failure.reason
+            raise StudentFailure(self._fatal) from None
         if not reply.get("ok"):
             self._fatal = "importing your code failed: " + _format_error(reply["error"])
             self.close()
@@ -156,6 +200,7 @@ class Sandbox:
         except (ProcessLookupError, PermissionError):
             pass
         self._proc.wait()
+        isolate.kill_leftovers(self.policy, self._userns)  # whatever escaped the group
         try:
             self._req.close()
         except OSError:
@@ -165,6 +210,7 @@ class Sandbox:
 
     def close(self) -> None:
         self._kill()
+        isolate.kill_leftovers(self.policy, self._userns)
 
     def cleanup(self) -> None:
         self.close()
@@ -186,18 +232,26 @@ class Sandbox:
             return f"the process running your code crashed ({name})"
         return f"the process running your code exited (exit code {code}) before answering"
 
-    def _roundtrip(self, request: dict, timeout: float) -> dict:
+    def _roundtrip(self, request: dict | None, timeout: float) -> dict:
         try:
-            self._req.write(json.dumps(request) + "\n")
-            self._req.flush()
+            if request is not None:
+                self._req.write(json.dumps(request) + "\n")
+                self._req.flush()
         except (BrokenPipeError, OSError):
             reason = self._death_reason()
             self._kill()
             raise StudentFailure(reason) from None
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        try:
+            return self._await_reply(started + timeout, timeout)
+        finally:
+            self.student_seconds += time.monotonic() - started
+
+    def _await_reply(self, deadline: float, timeout: float) -> dict:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
+                self.timeouts += 1
                 self._kill()
                 raise StudentFailure(
                     f"timed out after {timeout:.0f} s (an infinite loop, or far too slow)"
@@ -222,6 +276,9 @@ class Sandbox:
         """Run ``probe`` ('alias:function') in the worker with ``kwargs``; return its result."""
         if self._fatal:
             raise StudentFailure(self._fatal)
+        if self.student_seconds > self.budget:
+            raise StudentFailure(f"not run: your code already used this submission's time budget "
+                                 f"({self.budget:.0f} s; see the timeouts above)")
         if self._proc is None or self._proc.poll() is not None:
             if self._proc is not None:
                 self._kill()
@@ -230,19 +287,28 @@ class Sandbox:
         if not self._handshaken:
             self._handshake()
         name = f"m{next(self._counter)}"
-        wire.write_message(self.channel / name, kwargs)
+        wire.write_message(self.inbox / name, kwargs)
         reply = self._roundtrip(
-            {"op": "call", "probe": probe, "msg": name, "seed": seed}, timeout or self.timeout
+            {"op": "call", "probe": probe, "msg": name, "seed": seed},
+            self._scaled(timeout) if timeout else self.timeout,
         )
         if not reply.get("ok"):
             raise StudentFailure(_format_error(reply["error"]))
         out = self.channel / str(reply.get("msg", ""))
-        if out.parent != self.channel:
+        if out.parent != self.channel or not all(
+                _regular(out.with_suffix(ext)) for ext in (".json", ".npz")):
             raise StudentFailure("the process running your code answered with a bad path")
         try:
             return wire.read_message(out)
         except Exception as exc:  # noqa: BLE001 - malformed data is the student's failure
             raise StudentFailure(f"your code returned something that is not plain numbers ({exc})") from None
+
+    def _scaled(self, timeout: float) -> float:
+        """A test's own timeout (e.g. 120 s for a training run) under VITGRADE_TIME_SCALE: scaled
+        up on slow machines, but never cut below 60 s (a loaded machine must not fail it)."""
+        if self.scale >= 1:
+            return timeout * self.scale
+        return min(timeout, max(60.0, timeout * self.scale))
 
     def output_tail(self, limit: int = 2000) -> str:
         """The end of what the student's code printed (for the instructor's log)."""
@@ -253,6 +319,31 @@ class Sandbox:
             return fh.read().decode("utf-8", "replace")
 
 
+def copy_tree(src: Path, dest: Path, mode: int = 0o755) -> None:
+    """Copy folders and regular files only: no symlinks (they could point at the grader's
+    files), FIFOs or devices; caches skipped; everything readable by a sandbox uid."""
+    dest.mkdir(parents=True, exist_ok=True)
+    os.chmod(dest, mode)
+    if not src.is_dir() or src.is_symlink():
+        return
+    for entry in os.scandir(src):
+        if entry.name in ("__pycache__",) or entry.name.endswith(".pyc"):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            copy_tree(Path(entry.path), dest / entry.name, mode)
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copyfile(entry.path, dest / entry.name, follow_symlinks=False)
+            os.chmod(dest / entry.name, 0o644)
+
+
+def _regular(path: Path) -> bool:
+    """A plain file, not a symlink or FIFO the student planted to trap the grader."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _format_error(error: dict) -> str:
     kind = error.get("type", "Error")
     message = error.get("message", "")
@@ -261,6 +352,8 @@ def _format_error(error: dict) -> str:
         text = f"not implemented yet ({message})" if message else "not implemented yet"
     elif kind == "MemoryError" or "can't allocate memory" in message:
         text = "ran out of memory"
+    elif "File too large" in message:  # Python ignores SIGXFSZ: the write fails instead
+        text = "printed or wrote more than 32 MB (remove debug prints)"
     elif kind in ("SystemExit", "KeyboardInterrupt"):
         text = f"your code raised {kind} (do not exit or interrupt from inside a module)"
     else:

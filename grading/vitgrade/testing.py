@@ -35,10 +35,26 @@ def student_fixture(week: int, probes: Path):
     return student
 
 
+_SOURCES: dict[str, bytes] | None = None
+
+
+def snapshot_sources(root: Path) -> None:
+    """Keep the package's sources as they were before any student code ran (the judge calls
+    this first): static checks must judge the code that was submitted, not a file the
+    student's code rewrote while it ran."""
+    global _SOURCES
+    from vitgrade.integrity import Snapshot
+
+    _SOURCES = Snapshot.take(Path(root) / weeks.PACKAGE).files
+
+
 def student_source(module: str) -> tuple[str, ast.Module | None]:
     """Read (never import) a module of the submission, for static checks."""
-    path = submission_root() / weeks.PACKAGE / module
-    text = path.read_text() if path.exists() else ""
+    if _SOURCES is not None:
+        text = _SOURCES.get(module, b"").decode("utf-8", "replace")
+    else:
+        path = submission_root() / weeks.PACKAGE / module
+        text = path.read_text() if path.exists() else ""
     try:
         return text, ast.parse(text)
     except SyntaxError:

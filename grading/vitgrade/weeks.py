@@ -19,7 +19,7 @@ GRADING = REPO / "grading"
 PACKAGE = "vitcourse"
 
 # Modules of the package that every week ships (no exercises in them).
-SHARED_MODULES = ("__init__.py", "scale.py", "checks.py")
+SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,22 @@ WEEKS: dict[int, Week] = {
             Task("1.3", "The reverse-sequence task"),
         ),
         sample_mutant="mask_fill_zero",
+    ),
+    2: Week(
+        number=2,
+        slug="02_vit",
+        title="Patches to predictions: patch embedding and a complete ViT",
+        modules=("patches.py", "positions.py", "vit.py"),
+        notebook="week02_vit",
+        tasks=(
+            Task("2.1", "patchify and unpatchify"),
+            Task("2.2", "PatchEmbedding: a linear layer that is a convolution"),
+            Task("2.3", "Position embeddings: sin/cos tables and resizing a learned table"),
+            Task("2.4", "VisionTransformer"),
+            Task("2.5", "Cost accounting: tokens, parameters, FLOPs"),
+        ),
+        support_modules=("attention.py",),
+        sample_mutant="post_norm",
     ),
 }
 

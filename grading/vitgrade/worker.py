@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--root", required=True)
     parser.add_argument("--req-fd", type=int, required=True)
     parser.add_argument("--rep-fd", type=int, required=True)
+    parser.add_argument("--inbox", required=True)
     parser.add_argument("--channel", required=True)
     parser.add_argument("--probes", action="append", default=[], help="alias=path")
     parser.add_argument("--threads", type=int, default=2)
@@ -61,6 +62,7 @@ def main() -> None:
     root = str(Path(args.root).resolve())
     sys.path.insert(0, root)
     channel = Path(args.channel)
+    inbox = Path(args.inbox)
     probe_files = dict(item.split("=", 1) for item in args.probes)
 
     import torch  # imported before the student's code, with the thread count fixed
@@ -78,6 +80,8 @@ def main() -> None:
         replies.write(json.dumps(obj) + "\n")
         replies.flush()
 
+    reply({"ready": True})  # torch is loaded: from here on, timeouts measure the student's code
+
     for line in requests:
         request = json.loads(line)
         try:
@@ -93,7 +97,7 @@ def main() -> None:
                 if alias not in probe_modules:
                     probe_modules[alias] = _load_probe_module(alias, probe_files)
                 func = getattr(probe_modules[alias], func_name)
-                kwargs = wire.read_message(channel / request["msg"], as_tensor=True)
+                kwargs = wire.read_message(inbox / request["msg"], as_tensor=True)
                 torch.manual_seed(request.get("seed", 0))
                 result = func(**kwargs)
                 wire.write_message(channel / (request["msg"] + "_out"), result)

@@ -1,0 +1,79 @@
+"""Grading settings, from environment variables so every process of a grading run agrees.
+
+=========================  =======  ==========================================================
+variable                   default  meaning
+=========================  =======  ==========================================================
+VITGRADE_TIMEOUT           30       seconds one call into the student's code may take
+VITGRADE_IMPORT_TIMEOUT    60       seconds importing the student's package may take
+VITGRADE_TIME_SCALE        1.0      multiplies every timeout above and every per-test timeout
+VITGRADE_BUDGET            600      seconds of the student's code per submission, all calls
+                                    together; later calls fail at once ("time budget")
+VITGRADE_MEMORY_MB         6144     address-space limit of the student's process (and kernel)
+VITGRADE_CELL_TIMEOUT      120      nbgrader: seconds one notebook cell may run in the kernel
+VITGRADE_NOTEBOOK_BUDGET   600      nbgrader: seconds for the whole notebook; later cells skipped
+VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
+VITGRADE_HIDE              (none)   extra paths (os.pathsep-separated) hidden from student code
+VITGRADE_ISOLATION         (probe)  force 'basic' / 'userns' / 'root' (see vitgrade.isolate)
+=========================  =======  ==========================================================
+
+The zoo of broken submissions (``grading/zoo``) runs with ``VITGRADE_TIME_SCALE=0.25``,
+``VITGRADE_TIMEOUT=12`` and ``VITGRADE_IMPORT_TIMEOUT=40`` (3 s a call, 10 s an import) so that
+its infinite loops cost seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vitgrade import weeks
+
+
+def _float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def time_scale() -> float:
+    return max(0.01, _float("VITGRADE_TIME_SCALE", 1.0))
+
+
+def call_timeout() -> float:
+    return _float("VITGRADE_TIMEOUT", 30.0)
+
+
+def import_timeout() -> float:
+    return _float("VITGRADE_IMPORT_TIMEOUT", 60.0)
+
+
+def submission_budget() -> float:
+    return _float("VITGRADE_BUDGET", 600.0)
+
+
+def memory_mb() -> int:
+    return int(_float("VITGRADE_MEMORY_MB", 6144))
+
+
+def cell_timeout() -> int:
+    return max(5, int(_float("VITGRADE_CELL_TIMEOUT", 120) * time_scale()))
+
+
+def notebook_budget() -> float:
+    return _float("VITGRADE_NOTEBOOK_BUDGET", 600) * time_scale()
+
+
+def judge_timeout() -> float:
+    return _float("VITGRADE_JUDGE_TIMEOUT", 900)
+
+
+def hidden_paths(course: Path | None = None) -> list[str]:
+    """What student code must never see: tests, solutions, the nbgrader course's private folders."""
+    course = course or weeks.GRADING
+    paths = [weeks.TESTS, weeks.SOLUTIONS]
+    for base in {weeks.GRADING, course}:
+        paths += [base / name for name in ("source", "submitted", "autograded", "feedback",
+                                           "gradebook.db", "grades.csv", ".vitgrade")]
+    paths += [Path(p) for p in os.environ.get("VITGRADE_HIDE", "").split(os.pathsep) if p]
+    return [str(p) for p in paths]

@@ -1,0 +1,76 @@
+"""The zoo of broken and hostile submissions (grading/zoo/week01), graded through both paths.
+
+Every entry must score exactly what its honest part earns (its ``# expect:`` header), with a
+one-line reason that names the problem, without leaking hidden-test code; the bystanders (the
+reference and the untouched stub, graded in the same batch) must keep their grades; nothing
+may be left running; the repository's tests and solutions must not change; a run in which
+anything was flagged must exit non-zero.
+
+CI cost: ``vitgrade grade --jobs 2`` over the whole zoo (about 4 minutes on 2 cores) and
+``nbgrader autograde`` (one process per student, 2 at a time) over NBGRADER_CI, the entries
+that attack nbgrader's kernel or the course folder plus one of each failure class (about 3
+minutes). ``VITGRADE_FULL_ZOO=1`` (or ``vitgrade zoo --path nbgrader``) runs every entry
+through nbgrader as well.
+"""
+
+import os
+
+import pytest
+from vitgrade import mutants, weeks, zoo
+from vitgrade.generate import task_points
+
+NBGRADER_CI = ["patch_grader", "forged_result", "write_outside", "background_process", "read_hidden_tests",
+               "loop_at_import", "os_exit", "syntax_error"]
+ENTRIES = zoo.load(1)
+NAMES = [e.name for e in ENTRIES]
+
+
+def test_every_entry_applies_and_argues_its_score():
+    points = task_points(1)
+    for entry in ENTRIES:
+        assert set(entry.expect) == set(points), f"{entry.name}: expect every task of week 1"
+        assert all(0 <= entry.expect[t] <= points[t] for t in points), entry.name
+        if entry.mutant is not None:
+            assert "Honest part" in entry.description, f"{entry.name}: argue the expected score"
+            package = weeks.SOLUTION_PACKAGE
+            text = (package / entry.mutant.file).read_text()
+            for old, _ in entry.mutant.blocks:
+                assert text.count(old) == 1, f"{entry.name} no longer applies to the solution"
+    zoo_names = {e.name for e in ENTRIES}
+    assert not zoo_names & {m.name for m in mutants.load(1)}, "zoo and mutant names must differ"
+
+
+@pytest.fixture(scope="module")
+def vitgrade_run(tmp_path_factory):
+    return zoo.grade_vitgrade(1, ENTRIES, tmp_path_factory.mktemp("zoo-vitgrade"), jobs=2)
+
+
+@pytest.fixture(scope="module")
+def nbgrader_run(tmp_path_factory):
+    full = os.environ.get("VITGRADE_FULL_ZOO") == "1"
+    entries = [e for e in ENTRIES if full or e.name in NBGRADER_CI or e.kind != "zoo"]
+    return entries, zoo.grade_nbgrader(1, entries, tmp_path_factory.mktemp("zoo-nbgrader") / "course", jobs=2)
+
+
+def _assert_run(entries, run):
+    hidden = zoo.hidden_lines(1)
+    problems = {e.name: zoo.check(e, run.outcomes[e.name], run, hidden) for e in entries}
+    lines, _ = zoo.table(entries, [run])
+    print("\n".join(lines))
+    assert not {k: v for k, v in problems.items() if v}, "\n".join(lines)
+    assert not run.leftovers, f"processes left behind: {run.leftovers}"
+    assert not run.repo_changes, f"repository files changed: {run.repo_changes}"
+    flagged = any(o.status != "ok" for o in run.outcomes.values()) or any(
+        not line.startswith("isolation:") for line in run.report)
+    assert run.exit_code == (1 if flagged else 0), "\n".join(run.report)
+
+
+@pytest.mark.slow
+def test_zoo_through_vitgrade_grade(vitgrade_run):
+    _assert_run(ENTRIES, vitgrade_run)
+
+
+@pytest.mark.slow
+def test_zoo_through_nbgrader_autograde(nbgrader_run):
+    entries, run = nbgrader_run
+    _assert_run(entries, run)
