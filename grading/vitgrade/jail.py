@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vitgrade import isolate
+from vitgrade import isolate, settings
 
 
 def main(argv: list[str]) -> None:
@@ -25,6 +25,8 @@ def main(argv: list[str]) -> None:
     policy = isolate.Policy(**json.loads(argv[0]))
     cmd = argv[2:]
     os.environ[isolate.TOKEN_ENV] = policy.token
+    threads = str(settings.threads())  # oversubscribed OpenMP threads spin: one per process
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     if policy.uid is not None:  # a separate uid must be able to read its connection file
         home = Path(tempfile.mkdtemp(prefix="vitgrade-kernel-"))
         isolate.hand_over(home, policy)

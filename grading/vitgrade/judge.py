@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-x", dest="exitfirst", action="store_true")
     args = parser.parse_args(argv)
     isolate.protect_self()  # the student's process (same uid) cannot open our fds via /proc
+    import torch
+
+    torch.set_num_threads(settings.threads())  # references are small; leave the cores to workers
     result_pipe = os.fdopen(args.result_fd, "w") if args.result_fd is not None else None
     # Nothing of the student's may inherit the pipe: the sandbox closes every other fd anyway.
     if args.result_fd is not None:

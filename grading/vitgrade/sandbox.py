@@ -59,7 +59,7 @@ class Sandbox:
         timeout: float | None = None,
         import_timeout: float | None = None,
         memory_mb: int | None = None,
-        threads: int = 2,
+        threads: int | None = None,
         hide: list[str | Path] | None = None,
     ) -> None:
         """Timeouts default to the settings (``VITGRADE_TIMEOUT``, ``VITGRADE_IMPORT_TIMEOUT``);
@@ -71,7 +71,7 @@ class Sandbox:
         self.timeout = (timeout or settings.call_timeout()) * self.scale
         self.import_timeout = (import_timeout or settings.import_timeout()) * self.scale
         self.memory_mb = memory_mb or settings.memory_mb()
-        self.threads = threads
+        self.threads = threads or settings.threads()
         self.scratch = Path(tempfile.mkdtemp(prefix="vitgrade-"))
         self.policy = isolate.new_policy(self.memory_mb, LOG_LIMIT_BYTES,
                                          settings.hidden_paths() + list(hide or []))

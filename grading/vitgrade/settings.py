@@ -8,6 +8,8 @@ VITGRADE_IMPORT_TIMEOUT    60       seconds importing the student's package may 
 VITGRADE_TIME_SCALE        1.0      multiplies every timeout above and every per-test timeout
 VITGRADE_BUDGET            600      seconds of the student's code per submission, all calls
                                     together; later calls fail at once ("time budget")
+VITGRADE_THREADS           1        torch threads in the student's process and the judge (one
+                                    per process: run --jobs = number of cores)
 VITGRADE_MEMORY_MB         6144     address-space limit of the student's process (and kernel)
 VITGRADE_CELL_TIMEOUT      120      nbgrader: seconds one notebook cell may run in the kernel
 VITGRADE_NOTEBOOK_BUDGET   600      nbgrader: seconds for the whole notebook; later cells skipped
@@ -50,6 +52,10 @@ def import_timeout() -> float:
 
 def submission_budget() -> float:
     return _float("VITGRADE_BUDGET", 600.0)
+
+
+def threads() -> int:
+    return max(1, int(_float("VITGRADE_THREADS", 1)))
 
 
 def memory_mb() -> int:
