@@ -10,7 +10,10 @@ timeouts would dominate at the default settings) and the untouched stub (about 1
 * ``nbgrader`` path: a fresh course, one ``nbgrader autograde --student`` process per student,
   J at a time, trusted verdicts (:mod:`vitgrade.nbtrust`), then ``nbgrader export``. Each
   student submits the release notebook with their package (the score comes from the package;
-  the notebook's own cells still run in the jailed kernel).
+  the notebook's own cells still run in the jailed kernel, unless ``VITGRADE_EXECUTE=none``).
+
+Every student's points are checked (:func:`expected`) and, with both paths, compared between
+them; ``vitgrade bench`` exits 1 if any is off.
 
 Not a timed test: run it by hand, e.g. ``vitgrade bench --n 100 --jobs 2``.
 """
@@ -51,6 +54,32 @@ def plan(week: int, n: int) -> list[tuple[str, zoo.Entry]]:
             entry = zoo_entries[k % len(zoo_entries)]
         out.append((f"s{i:03d}-{entry.name}", entry))
     return out
+
+
+def expected(week: int, students: list[tuple[str, zoo.Entry]], points: dict[str, float | None]) -> list[str]:
+    """Students whose points are not what their submission earns: the reference full marks, the
+    stub 0, a zoo entry its ``# expect:`` total, a mutant less than full marks and the same for
+    every copy of it. Returns one line per student that breaks the rule."""
+    from vitgrade.generate import task_points
+
+    full = round(sum(task_points(week).values()), 6)
+    wrong, per_mutant = [], {}
+    for sid, entry in students:
+        got = points.get(sid)
+        if entry.kind == "solution":
+            want = full
+        elif entry.kind == "stub":
+            want = 0.0
+        elif entry.expect:
+            want = entry.total
+        else:  # a mutant: not full marks, and every copy scores the same
+            want = per_mutant.setdefault(entry.name, got)
+            if got is not None and got >= full:
+                wrong.append(f"{sid}: {got} (a mutant must lose points)")
+                continue
+        if got is None or abs(got - want) > 1e-6:
+            wrong.append(f"{sid}: {got}, expected {want}")
+    return wrong
 
 
 def bench_vitgrade(week: int, students: list[tuple[str, zoo.Entry]], workdir: Path, jobs: int) -> dict:
@@ -98,6 +127,7 @@ def run(week: int, n: int, jobs: int, out: Path, paths: tuple[str, ...] = ("vitg
             results.append(bench_vitgrade(week, students, work, jobs))
         else:
             results.append(bench_nbgrader(week, students, work / "course", jobs))
+        results[-1]["unexpected"] = expected(week, students, results[-1]["points"])
         (out / f"bench-{path}.json").write_text(json.dumps(results[-1], indent=1))
     if len(results) == 2:  # both paths must agree on every student's points
         a, b = (r["points"] for r in results)

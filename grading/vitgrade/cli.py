@@ -154,10 +154,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"both paths agree on every student's points: {not r['disagree']} {r['disagree'][:5]}")
             continue
         print(f"{r['path']:<9} {r['n']} submissions, --jobs {r['jobs']}: {r['seconds']:.0f} s = "
-              f"{r['per_minute']:.1f} submissions/minute; clean: {r['ok']}")
+              f"{r['per_minute']:.1f} submissions/minute; clean: {r['ok']}; "
+              f"points as expected: {r['n'] - len(r['unexpected'])}/{r['n']}")
+        for line in r["unexpected"]:
+            print(f"  UNEXPECTED {line}")
     print(f"details: {args.out}/bench-*.json")
     print(json.dumps([{k: v for k, v in r.items() if k != "points"} for r in results])[:2000])
-    return 0
+    bad = any(r.get("unexpected") or r.get("disagree") or r.get("ok") is False for r in results)
+    return 1 if bad else 0
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:

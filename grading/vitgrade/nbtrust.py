@@ -10,6 +10,8 @@ runs the student's package (the notebook imports it), so a hostile module could 
    orchestrator computed from ``submitted/`` before any student's code ran, when given), runs
    the kernel jailed (:mod:`vitgrade.jail`), time-boxed (per cell and per notebook), survives a
    dead or unresponsive kernel, and kills whatever the kernel left behind.
+   With ``VITGRADE_EXECUTE=none`` it starts no kernel at all (the notebook keeps no outputs
+   but the graded cells' verdicts): the same score, about half the grading time per student.
 2. :class:`TrustedVerdict` (just before ``SaveAutoGrades``) runs the hidden suite through
    :func:`vitgrade.judge.run` in a separate process, on a working copy of the snapshot, with the
    hidden tests from ``source/<assignment>/hidden_tests`` (never from the student's folder), and
@@ -41,6 +43,8 @@ VERDICT_FD_ENV = "VITGRADE_VERDICT_FD"
 EXPECT_ENV = "VITGRADE_EXPECT_DIGEST"
 TESTS_ENV = "VITGRADE_TESTS_DIGEST"  # digest of source/<assignment>/hidden_tests when the batch started
 KERNEL_FSIZE = 64 * 2**20
+NOT_RUN = ("[This notebook was not re-run at grading (VITGRADE_EXECUTE=none). Your score comes from "
+           "the hidden tests, run on your package outside the notebook; see the graded cells.]\n")
 
 
 def week_of(assignment: str) -> weeks.Week:
@@ -111,6 +115,13 @@ class TrustedExecute(Execute):
             hide += [str(p) for p in autograded.iterdir() if p.name != info["student"]]
         self._policy = isolate.new_policy(settings.memory_mb(), KERNEL_FSIZE, hide, network=True)
         self._deadline = time.monotonic() + settings.notebook_budget()
+        if not settings.execute_notebook():
+            # Sanitising already cleared every output; the verdict fills the graded cells.
+            first = next((cell for cell in nb.cells if cell.cell_type == "code"), None)
+            if first is not None:
+                first.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
+            trusted["kernel"] = "not run (VITGRADE_EXECUTE=none)"
+            return nb, resources
         try:
             super().preprocess(nb, resources, km)
         except Exception as exc:  # noqa: BLE001 - a dead or stuck kernel is the notebook's problem

@@ -13,6 +13,10 @@ VITGRADE_THREADS           1        torch threads in the student's process and t
 VITGRADE_MEMORY_MB         6144     address-space limit of the student's process (and kernel)
 VITGRADE_CELL_TIMEOUT      120      nbgrader: seconds one notebook cell may run in the kernel
 VITGRADE_NOTEBOOK_BUDGET   600      nbgrader: seconds for the whole notebook; later cells skipped
+VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebook in the jailed
+                                    kernel (nbgrader's behaviour); 'none' skips the kernel: the
+                                    score is the same verdict, the autograded notebook keeps no
+                                    outputs except the graded cells' (about 2x the throughput)
 VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
 VITGRADE_HIDE              (none)   extra paths (os.pathsep-separated) hidden from student code
 VITGRADE_ISOLATION         (probe)  force 'basic' / 'userns' / 'root' (see vitgrade.isolate)
@@ -68,6 +72,13 @@ def cell_timeout() -> int:
 
 def notebook_budget() -> float:
     return _float("VITGRADE_NOTEBOOK_BUDGET", 600) * time_scale()
+
+
+def execute_notebook() -> bool:
+    value = os.environ.get("VITGRADE_EXECUTE", "all").strip().lower()
+    if value not in ("all", "none"):
+        raise ValueError(f"VITGRADE_EXECUTE must be 'all' or 'none', not {value!r}")
+    return value == "all"
 
 
 def judge_timeout() -> float:

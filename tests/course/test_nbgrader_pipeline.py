@@ -57,3 +57,29 @@ def test_feedback_has_no_hidden_test_code(graded, course):
         html = page.read_text()
         assert "def test_" not in html and "assert_close(" not in html
         assert "test_sdpa_matches_torch" in html, "feedback names the tests the student failed or passed"
+
+
+def test_score_only_mode_gives_the_same_grades_without_a_kernel(graded, course, monkeypatch):
+    """VITGRADE_EXECUTE=none (the fast mode for large classes) starts no kernel for the
+    student's notebook but records exactly the same points; the notebook says it was not re-run."""
+    import json
+
+    import nbformat
+
+    rows, _ = graded
+    monkeypatch.setenv("VITGRADE_EXECUTE", "none")
+    students = list(nbp.sample_submissions(1))
+    report = nbp.autograde_checked(1, students, 2, course)
+    assert report.ok, (report.problems, report.tampering)
+    again = {r["student_id"]: r for r in nbp.export(course)}
+    for student in students:
+        assert again[student]["score"] == rows[student]["score"], student
+        verdict = json.loads((course / ".vitgrade" / "verdicts" / "week01" / f"{student}.json").read_text())
+        assert verdict["kernel"].startswith("not run")
+        nb = nbformat.read(course / "autograded" / student / "week01" / "week01_attention.ipynb", 4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        graded_cells = [c for c in code if c.metadata.get("nbgrader", {}).get("grade")]
+        assert graded_cells and all(c.outputs for c in graded_cells)
+        assert "not re-run at grading" in code[0].outputs[0]["text"]
+        others = [c for c in code[1:] if c not in graded_cells]
+        assert others and not any(c.outputs for c in others), "no output may survive from the submission"
