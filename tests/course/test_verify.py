@@ -25,3 +25,18 @@ def test_every_mutant_applies_and_changes_the_code(week, tmp_path):
         changed = (root / weeks.PACKAGE / mutant.file).read_text()
         assert changed != (weeks.SOLUTION_PACKAGE / mutant.file).read_text()
         assert mutant.description, f"{mutant.name} needs a description"
+
+
+def test_points_shared_by_parametrized_cases_sum_exactly():
+    """Three cases of one test share its 2 points: full marks are 2, not 2.000001."""
+    from vitgrade import judge
+
+    plugin = judge.ResultsPlugin()
+    for i in range(3):
+        plugin.cases[f"t.py::test_x[{i}]"] = dict(func="t.py::test_x", task="2.1", points=2.0,
+                                                  outcome="passed", message="", duration=0.0)
+    plugin.cases["t.py::test_y"] = dict(func="t.py::test_y", task="2.1", points=1.0,
+                                        outcome="failed", message="wrong", duration=0.0)
+    result = judge.SuiteResult(week=2, suite="hidden", root=".", tests=plugin.results())
+    assert result.earned == 2.0 and result.max_points == 3.0
+    assert result.by_task() == {"2.1": (2.0, 3.0)}
