@@ -106,6 +106,13 @@ class TrustedExecute(Execute):
             tampering.append(f"{info['student']}'s submitted modules changed after collection")
         trusted = {"snapshot": snapshot, "week": week.number, "tampering": tampering, "kernel": ""}
         resources["vitgrade"] = trusted
+        if not settings.execute_notebook():
+            # Sanitising already cleared every output; the verdict fills the graded cells.
+            first = next((cell for cell in nb.cells if cell.cell_type == "code"), None)
+            if first is not None:
+                first.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
+            trusted["kernel"] = "not run (VITGRADE_EXECUTE=none)"
+            return nb, resources
         coursedir = CourseDirectory(config=self.config)
         # The kernel's own folder is under autograded/ (and Python resolves its imports through
         # the folder's path), so autograded/ itself stays visible; the other students' do not.
@@ -115,13 +122,6 @@ class TrustedExecute(Execute):
             hide += [str(p) for p in autograded.iterdir() if p.name != info["student"]]
         self._policy = isolate.new_policy(settings.memory_mb(), KERNEL_FSIZE, hide, network=True)
         self._deadline = time.monotonic() + settings.notebook_budget()
-        if not settings.execute_notebook():
-            # Sanitising already cleared every output; the verdict fills the graded cells.
-            first = next((cell for cell in nb.cells if cell.cell_type == "code"), None)
-            if first is not None:
-                first.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
-            trusted["kernel"] = "not run (VITGRADE_EXECUTE=none)"
-            return nb, resources
         try:
             super().preprocess(nb, resources, km)
         except Exception as exc:  # noqa: BLE001 - a dead or stuck kernel is the notebook's problem
