@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-from vitgrade import mutants, weeks, zoo
+from vitgrade import mutants, zoo
 
 SKIP_ZOO = {"loop_in_forward"}
 
@@ -98,14 +98,7 @@ def bench_vitgrade(week: int, students: list[tuple[str, zoo.Entry]], workdir: Pa
 def bench_nbgrader(week: int, students: list[tuple[str, zoo.Entry]], course: Path, jobs: int) -> dict:
     from vitgrade import nbgrader_pipeline as nbp
 
-    course.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(weeks.GRADING / "nbgrader_config.py", course / "nbgrader_config.py")
-    nbp.build(week, course)
-    assignment = weeks.get(week).assignment
-    for sid, entry in students:
-        dest = course / "submitted" / sid / assignment
-        shutil.copytree(course / "release" / assignment, dest)
-        zoo.fill_package(entry, dest / weeks.PACKAGE)
+    zoo.nbgrader_course(week, students, course)
     start = time.monotonic()
     report = nbp.autograde_checked(week, [sid for sid, _ in students], jobs, course)
     seconds = time.monotonic() - start

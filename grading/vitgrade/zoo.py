@@ -184,23 +184,31 @@ def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2
     return PathRun("vitgrade", outcomes, proc.returncode, seconds, report, _leftovers(), guard.changes())
 
 
+def nbgrader_course(week: int, students: list[tuple[str, Entry]], course: Path) -> None:
+    """A fresh nbgrader course in ``course`` with the week built and, for every (student id,
+    entry), ``submitted/<id>/<assignment>``: the untouched release notebook and the entry's package."""
+    from vitgrade import nbgrader_pipeline as nbp
+
+    course.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(weeks.GRADING / "nbgrader_config.py", course / "nbgrader_config.py")
+    nbp.build(week, course)
+    assignment = weeks.get(week).assignment
+    for sid, entry in students:
+        dest = course / "submitted" / sid / assignment
+        shutil.copytree(course / "release" / assignment, dest)
+        fill_package(entry, dest / weeks.PACKAGE)
+
+
 def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2) -> PathRun:
     """Build the week in a fresh nbgrader course, submit every entry (the untouched release
     notebook with the entry's package), and autograde one process per student."""
     from vitgrade import nbgrader_pipeline as nbp
 
     guard = _repo_guard(week)
-    course.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(weeks.GRADING / "nbgrader_config.py", course / "nbgrader_config.py")
     saved = {k: os.environ.get(k) for k in ZOO_ENV}
     os.environ.update({k: os.environ.get(k) or v for k, v in ZOO_ENV.items()})
     try:
-        nbp.build(week, course)
-        assignment = weeks.get(week).assignment
-        for e in entries:
-            dest = course / "submitted" / e.name / assignment
-            shutil.copytree(course / "release" / assignment, dest)
-            fill_package(e, dest / weeks.PACKAGE)
+        nbgrader_course(week, [(e.name, e) for e in entries], course)
         start = time.monotonic()
         report = nbp.autograde_checked(week, [e.name for e in entries], jobs, course)
         seconds = time.monotonic() - start
@@ -210,12 +218,12 @@ def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2)
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    from vitgrade import grade, judge
+
     outcomes = {}
     for e in entries:
         run = report.runs[e.name]
         verdict = run.verdict or {"status": "error", "error": f"nbgrader exit {run.returncode}"}
-        from vitgrade import grade, judge
-
         result = judge.SuiteResult.from_json(verdict) if "week" in verdict else None
         reason = grade.reason(result) if result else verdict["error"]
         outcomes[e.name] = _outcome(e.name, verdict, reason)
