@@ -9,7 +9,9 @@ from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
-from vitgrade import isolate, nbtrust, settings, weeks
+from vitgrade import settings, weeks
+from vitgrade.autograde import nbtrust
+from vitgrade.confine import isolate
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 

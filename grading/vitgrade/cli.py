@@ -1,19 +1,23 @@
 """vitgrade: check, grade, verify and release the Vision Transformers course.
 
-    vitgrade check 1                      # students: public tests of week 1, with hints
-    vitgrade grade 1 SUBMISSION... [--jobs N] [--out DIR]
+    vitgrade check 2 [--task 2.3]         # students: public tests of week 2 (one task), with hints
+    vitgrade grade 2 SUBMISSION... [--jobs N] [--out DIR]
     vitgrade verify [WEEK...]             # solutions pass, stubs fail, mutants caught, files in sync
     vitgrade sync [--check]               # regenerate stubs, student notebooks, environment.yml
     vitgrade release OUT                  # the student tree, checked for leaks
-    vitgrade nbgrader demo [--week 1]     # build, autograde the bundled samples, print the gradebook
-    vitgrade zoo [--week 1] [--path vitgrade|nbgrader|both] [NAME...]   # grade the broken/hostile zoo
-    vitgrade bench [--n 100] [--jobs 2] [--path vitgrade|nbgrader|both]  # throughput of both paths
+    vitgrade nbgrader demo [--week N]     # build, autograde the bundled samples, print the gradebook
+    vitgrade zoo [--week N] [--path vitgrade|nbgrader|both] [NAME...]   # grade the broken/hostile zoo
+    vitgrade bench [--week N] [--n 100] [--jobs 2] [--path ...]         # throughput of both paths
     vitgrade notebooks [WEEK...] [--out DIR]   # run the reference notebooks at VIT_SCALE
+
+A week is its number or its id (2 or 02_vit). Where --week is optional it defaults to the first
+week of the course (zoo: every week that has one).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -21,31 +25,72 @@ from pathlib import Path
 from vitgrade import weeks
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from vitgrade import judge
+def instructor(module: str):
+    """Import an instructor-only part of the tool, or explain why it is not there."""
+    try:
+        return importlib.import_module(f"vitgrade.{module}")
+    except ModuleNotFoundError:
+        raise SystemExit("this command is for instructors: it needs the course repository "
+                         "(solutions, hidden tests), not the student release") from None
 
-    root = Path(args.root) if args.root else weeks.STUDENT_PACKAGE.parent
-    result = judge.run(args.week, root, "public", copy=False)
+
+def week_number(text: str) -> int:
+    return weeks.get(text).number
+
+
+def _check_week(number: int, root: Path, task: str | None) -> tuple[int, int]:
+    from vitgrade.judging import judge
+
+    result = judge.run(number, root, "public", copy=False, task=task)
     if result.status != "ok":
-        print(f"Could not run the public tests: {result.error}")
-        return 2
+        print(f"Could not run the public tests of week {number}: {result.error}")
+        return -1, 0
+    week = weeks.get(number)
     width = max((len(t.name) for t in result.tests), default=10)
-    print(f"Week {args.week} public tests against {root}/{weeks.PACKAGE}\n")
-    print(f"{'task':<5} {'test':<{width}}  result")
-    for t in result.tests:
-        verdict = "pass" if t.outcome == "passed" else f"FAIL  hint: {t.message}"
-        print(f"{t.task:<5} {t.name:<{width}}  {verdict}")
-    failed = [t for t in result.tests if t.outcome != "passed"]
+    for task_id in sorted({t.task for t in result.tests}):
+        print(f"Task {task_id} · {week.task(task_id).title}")
+        for t in (t for t in result.tests if t.task == task_id):
+            verdict = "pass" if t.outcome == "passed" else f"FAIL  hint: {t.message}"
+            print(f"  {t.name:<{width}}  {verdict}")
+    return len(result.failed()), len(result.tests)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    root = Path(args.root) if args.root else weeks.STUDENT_PACKAGE.parent
+    week = weeks.get(args.week)
+    if args.task and args.task not in {t.id for t in week.tasks}:
+        raise SystemExit(f"week {week.number} has tasks {[t.id for t in week.tasks]}, not {args.task}")
+    print(f"Week {week.number} public tests against {root}/{weeks.PACKAGE}"
+          + (f", task {args.task}" if args.task else "") + "\n")
+    failed, total = _check_week(week.number, root, args.task)
+    if failed < 0:
+        return 2
     print()
-    if failed:
-        print(f"{len(failed)} of {len(result.tests)} public tests failed.")
-        return 1
-    print("Public tests passed; the hidden tests decide the grade.")
-    return 0
+    if not failed:
+        print("Public tests passed; the hidden tests decide the grade.")
+        return 0
+    print(f"{failed} of {total} public tests failed.")
+    # This week imports your earlier weeks' modules: a bug there shows up here first.
+    for earlier in (w for w in weeks.WEEKS.values() if w.number < week.number):
+        before, _ = _quiet(earlier.number, root)
+        if before:
+            print(f"Note: {before} public test(s) of Week {earlier.number} also fail on your "
+                  f"{', '.join(earlier.modules)}, which this week builds on: fix those first "
+                  f"(vitgrade check {earlier.number}). The grader uses the reference Week "
+                  f"{earlier.number} code, so that bug costs no points here.")
+    return 1
+
+
+def _quiet(number: int, root: Path) -> tuple[int, int]:
+    from vitgrade.judging import judge
+
+    result = judge.run(number, root, "public", copy=False)
+    return (len(result.failed()), len(result.tests)) if result.status == "ok" else (0, 0)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from vitgrade import grade, isolate
+    from vitgrade.confine import isolate
+    from vitgrade.judging import grade
 
     paths = [Path(p) for p in args.submissions]
     out = Path(args.out) if args.out else None
@@ -72,16 +117,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from vitgrade import verify
-
+    verify = instructor("build.verify")
     ok, lines = verify.verify(args.weeks or sorted(weeks.WEEKS), args.jobs)
     print("\n".join(lines))
     return 0 if ok else 1
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from vitgrade import generate
-
+    generate = instructor("build.generate")
     if args.check:
         stale = generate.stale_files()
         for path in stale:
@@ -94,19 +137,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from vitgrade import release
-
+    release = instructor("build.release")
     found = release.build_release(Path(args.out))
     for leak in found:
         print(f"LEAK {leak}")
-    print(f"release written to {args.out}: " + ("no leaks found" if not found else
-                                               f"{len(found)} leak(s)"))
+    print(f"release written to {args.out}: " + ("no leaks found" if not found else f"{len(found)} leak(s)"))
     return 1 if found else 0
 
 
 def cmd_nbgrader(args: argparse.Namespace) -> int:
-    from vitgrade import nbgrader_pipeline as nbp
-
+    nbp = instructor("autograde.pipeline")
     if args.action == "build":
         print(f"release written to {nbp.build(args.week)}")
         return 0
@@ -127,17 +167,20 @@ def cmd_nbgrader(args: argparse.Namespace) -> int:
 def cmd_zoo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from vitgrade import zoo
-
-    entries = zoo.load(args.week, args.names or None)
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="vitgrade-zoo-") as tmp:
-        if args.path in ("vitgrade", "both"):
-            runs.append(zoo.grade_vitgrade(args.week, entries, Path(tmp) / "vitgrade", args.jobs))
-        if args.path in ("nbgrader", "both"):
-            runs.append(zoo.grade_nbgrader(args.week, entries, Path(tmp) / "nbgrader" / "course", args.jobs))
-        lines, problems = zoo.table(entries, runs)
-    print("\n".join(lines))
+    zoo = instructor("selfcheck.zoo")
+    problems = 0
+    for number in [args.week] if args.week else zoo.weeks_with_zoo():
+        entries = zoo.load(number, args.names or None)
+        runs = []
+        with tempfile.TemporaryDirectory(prefix="vitgrade-zoo-") as tmp:
+            if args.path in ("vitgrade", "both"):
+                runs.append(zoo.grade_vitgrade(number, entries, Path(tmp) / "vitgrade", args.jobs))
+            if args.path in ("nbgrader", "both"):
+                runs.append(zoo.grade_nbgrader(number, entries, Path(tmp) / "nbgrader" / "course", args.jobs))
+            lines, found = zoo.table(number, entries, runs)
+        print(f"Week {number}")
+        print("\n".join(lines))
+        problems += found
     print(f"{problems} problem(s)")
     return 1 if problems else 0
 
@@ -145,8 +188,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from vitgrade import bench
-
+    bench = instructor("selfcheck.bench")
     paths = ("vitgrade", "nbgrader") if args.path == "both" else (args.path,)
     results = bench.run(args.week, args.n, args.jobs, Path(args.out), paths)
     for r in results:
@@ -158,15 +200,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"points as expected: {r['n'] - len(r['unexpected'])}/{r['n']}")
         for line in r["unexpected"]:
             print(f"  UNEXPECTED {line}")
-    print(f"details: {args.out}/bench-*.json")
+    print(f"details: {Path(args.out).resolve()}/bench-*.json")
     print(json.dumps([{k: v for k, v in r.items() if k != "points"} for r in results])[:2000])
     bad = any(r.get("unexpected") or r.get("disagree") or r.get("ok") is False for r in results)
     return 1 if bad else 0
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from vitgrade import notebooks
-
+    notebooks = instructor("build.notebooks")
     failed = 0
     for number in args.weeks or sorted(weeks.WEEKS):
         _, seconds, errors = notebooks.execute(number, Path(args.out) if args.out else None)
@@ -181,14 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vitgrade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    first = min(weeks.WEEKS)
 
     p = sub.add_parser("check", help="run a week's public tests on your src/ and show hints")
-    p.add_argument("week", type=int)
+    p.add_argument("week", type=week_number)
+    p.add_argument("--task", help="only this task's tests, e.g. 2.3")
     p.add_argument("--root", help="folder holding vitcourse/ (default: the repo's src/)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("grade", help="grade submissions against the hidden tests")
-    p.add_argument("week", type=int)
+    p.add_argument("week", type=week_number)
     p.add_argument("submissions", nargs="+", help="folders holding vitcourse/ (or src/vitcourse/)")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", help="folder for per-student JSON and gradebook.csv/json")
@@ -196,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("verify", help="solutions pass, stubs fail, mutants caught, files in sync")
-    p.add_argument("weeks", type=int, nargs="*")
+    p.add_argument("weeks", type=week_number, nargs="*")
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=cmd_verify)
 
@@ -210,19 +253,19 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("nbgrader", help="nbgrader: build a week, or the end-to-end demo")
     p.add_argument("action", choices=["build", "demo"])
-    p.add_argument("--week", type=int, default=1)
+    p.add_argument("--week", type=week_number, default=first)
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=cmd_nbgrader)
 
     p = sub.add_parser("zoo", help="grade the zoo of broken and hostile submissions; print the table")
     p.add_argument("names", nargs="*", help="only these entries (default: all)")
-    p.add_argument("--week", type=int, default=1)
+    p.add_argument("--week", type=week_number, help="default: every week that has a zoo")
     p.add_argument("--path", choices=["vitgrade", "nbgrader", "both"], default="both")
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("bench", help="generate N submissions and measure both grading paths")
-    p.add_argument("--week", type=int, default=1)
+    p.add_argument("--week", type=week_number, default=first)
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--path", choices=["vitgrade", "nbgrader", "both"], default="both")
@@ -230,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("notebooks", help="execute the reference notebooks at VIT_SCALE")
-    p.add_argument("weeks", type=int, nargs="*")
+    p.add_argument("weeks", type=week_number, nargs="*")
     p.add_argument("--out", help="folder for the executed notebooks")
     p.set_defaults(func=cmd_notebooks)
 

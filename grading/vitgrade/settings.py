@@ -18,7 +18,6 @@ VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebo
                                     score is the same verdict, the autograded notebook keeps no
                                     outputs except the graded cells' (about 2x the throughput)
 VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
-VITGRADE_HIDE              (none)   extra paths (os.pathsep-separated) hidden from student code
 VITGRADE_ISOLATION         (probe)  force 'basic' / 'userns' / 'root' (see vitgrade.isolate)
 =========================  =======  ==========================================================
 
@@ -30,9 +29,6 @@ its infinite loops cost seconds, not minutes.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-from vitgrade import weeks
 
 
 def _float(name: str, default: float) -> float:
@@ -83,14 +79,3 @@ def execute_notebook() -> bool:
 
 def judge_timeout() -> float:
     return _float("VITGRADE_JUDGE_TIMEOUT", 900)
-
-
-def hidden_paths(course: Path | None = None) -> list[str]:
-    """What student code must never see: tests, solutions, the nbgrader course's private folders."""
-    course = course or weeks.GRADING
-    paths = [weeks.TESTS, weeks.SOLUTIONS]
-    for base in {weeks.GRADING, course}:
-        paths += [base / name for name in ("source", "submitted", "autograded", "feedback",
-                                           "gradebook.db", "grades.csv", ".vitgrade")]
-    paths += [Path(p) for p in os.environ.get("VITGRADE_HIDE", "").split(os.pathsep) if p]
-    return [str(p) for p in paths]

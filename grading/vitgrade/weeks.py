@@ -1,6 +1,18 @@
-"""The course's registry: which weeks exist, their modules, notebooks and tasks.
+"""The course's registry: which weeks exist, their modules and tasks, and every path derived from them.
 
-Everything else (stub generation, nbgrader build, release, verify) reads this one table.
+A week is one identifier, ``Week(2, "vit", ...)``, whose :attr:`Week.id` ``"02_vit"`` names everything:
+
+=====================================  ==============================================
+the student folder                     ``weeks/02_vit/`` (README, generated notebook)
+the notebook source                    ``solutions/notebooks/02_vit.py``
+the student notebook                   ``weeks/02_vit/02_vit.ipynb``
+the public and hidden tests            ``tests/public/02_vit/``, ``tests/hidden/02_vit/``
+the mutants the hidden tests must catch ``tests/mutants/02_vit/``
+the zoo of broken/hostile submissions  ``grading/zoo/02_vit/`` (optional)
+the nbgrader assignment                ``02_vit``
+=====================================  ==============================================
+
+Everything else (stub generation, nbgrader build, release, verify, grading) reads this one table.
 """
 
 from __future__ import annotations
@@ -17,6 +29,9 @@ TESTS = REPO / "tests"
 WEEKS_DIR = REPO / "weeks"
 GRADING = REPO / "grading"
 PACKAGE = "vitcourse"
+# Probe code shared by every week's hidden suite (course-defined reference models, helpers); it
+# runs inside the sandbox next to the week's own probes (see vitgrade.judging.api).
+COMMON_PROBES = TESTS / "hidden" / "common"
 
 # Modules of the package that every week ships (no exercises in them).
 SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py")
@@ -27,35 +42,96 @@ class Task:
     id: str  # "1.2"
     title: str
 
+    @property
+    def grade_id(self) -> str:
+        """The nbgrader grade_id of the task's autograder cell: "1.2" -> "task_1_2"."""
+        return task_grade_id(self.id)
+
 
 @dataclass(frozen=True)
 class Week:
     number: int
-    slug: str  # folder name under weeks/, e.g. "01_attention"
+    slug: str  # "attention": the id is "01_attention"
     title: str
     modules: tuple[str, ...]  # exercise modules the student edits, relative to vitcourse/
-    notebook: str  # jupytext source under solutions/notebooks/, without .py
     tasks: tuple[Task, ...]
-    support_modules: tuple[str, ...] = ()  # earlier weeks' modules this week needs
     sample_mutant: str = ""  # the realistic bug of the bundled "buggy" sample submission
+    # Libraries the hidden suite compares with: imported once, before grading starts, by the
+    # process every judge is forked from (vitgrade.confine.zygote), not once per submission.
+    references: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.number:02d}_{self.slug}"
 
     @property
     def assignment(self) -> str:
         """The nbgrader assignment name."""
-        return f"week{self.number:02d}"
+        return self.id
+
+    @property
+    def folder(self) -> Path:
+        return WEEKS_DIR / self.id
+
+    @property
+    def notebook_source(self) -> Path:
+        return SOLUTION_NOTEBOOKS / f"{self.id}.py"
+
+    @property
+    def notebook_name(self) -> str:
+        return f"{self.id}.ipynb"
+
+    @property
+    def student_notebook(self) -> Path:
+        return self.folder / self.notebook_name
+
+    def suite_dir(self, suite: str) -> Path:
+        """``tests/<suite>/<id>`` for suite 'public' or 'hidden'."""
+        return TESTS / suite / self.id
+
+    @property
+    def mutants_dir(self) -> Path:
+        return TESTS / "mutants" / self.id
+
+    @property
+    def zoo_dir(self) -> Path:
+        return GRADING / "zoo" / self.id
+
+    @property
+    def support_modules(self) -> tuple[str, ...]:
+        """Earlier weeks' exercise modules: this week's code builds on them, and the grader overlays
+        their reference versions so an old bug never costs points twice."""
+        return tuple(m for w in WEEKS.values() if w.number < self.number for m in w.modules)
 
     @property
     def import_names(self) -> list[str]:
         return [f"{PACKAGE}.{m.removesuffix('.py')}" for m in self.modules]
 
+    def task(self, task_id: str) -> Task:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(f"week {self.number} has no task {task_id}")
+
+
+def task_grade_id(task_id: str) -> str:
+    """"1.2" -> "task_1_2" (the nbgrader grade_id of a task's autograder cell)."""
+    return "task_" + task_id.replace(".", "_")
+
+
+def grade_id_task(grade_id: str) -> str | None:
+    """"task_1_2" -> "1.2"; None for a grade_id that is not a task's."""
+    if not grade_id.startswith("task_"):
+        return None
+    return grade_id.removeprefix("task_").replace("_", ".")
+
 
 WEEKS: dict[int, Week] = {
     1: Week(
         number=1,
-        slug="01_attention",
+        slug="attention",
         title="The Engine Room: attention from scratch",
         modules=("attention.py",),
-        notebook="week01_attention",
         tasks=(
             Task("1.1", "ScaledDotProductAttention"),
             Task("1.2", "MultiHeadAttention"),
@@ -65,10 +141,9 @@ WEEKS: dict[int, Week] = {
     ),
     2: Week(
         number=2,
-        slug="02_vit",
+        slug="vit",
         title="Patches to predictions: patch embedding and a complete ViT",
         modules=("patches.py", "positions.py", "vit.py"),
-        notebook="week02_vit",
         tasks=(
             Task("2.1", "patchify and unpatchify"),
             Task("2.2", "PatchEmbedding: a linear layer that is a convolution"),
@@ -76,22 +151,27 @@ WEEKS: dict[int, Week] = {
             Task("2.4", "VisionTransformer"),
             Task("2.5", "Cost accounting: tokens, parameters, FLOPs"),
         ),
-        support_modules=("attention.py",),
         sample_mutant="post_norm",
+        references=("timm",),
     ),
 }
 
 
-def get(number: int) -> Week:
-    try:
-        return WEEKS[number]
-    except KeyError:
-        raise SystemExit(f"no week {number}; the course has weeks {sorted(WEEKS)}") from None
+def get(number: int | str) -> Week:
+    """A week by number (2, "2") or id ("02_vit"); a clear error for one that does not exist."""
+    for week in WEEKS.values():
+        if str(number) in (str(week.number), week.id):
+            return week
+    raise SystemExit(f"no week {number}; the course has weeks {sorted(WEEKS)}")
 
 
-def suite_dir(week: int, suite: str) -> Path:
-    return TESTS / suite / f"week{week:02d}"
+def of_task(task_id: str) -> Week:
+    """The week a task id ("2.3") belongs to."""
+    return get(int(task_id.split(".")[0]))
 
 
-def mutants_dir(week: int) -> Path:
-    return TESTS / "mutants" / f"week{week:02d}"
+def by_assignment(assignment: str) -> Week:
+    for week in WEEKS.values():
+        if week.assignment == assignment:
+            return week
+    raise ValueError(f"no week in the registry has the nbgrader assignment {assignment!r}")

@@ -6,7 +6,9 @@ the worker (``torch.manual_seed`` per call, ``PYTHONHASHSEED=0``) and thread cou
 """
 
 import pytest
-from vitgrade import grade, mutants, weeks
+from vitgrade import weeks
+from vitgrade.build import mutants, submissions
+from vitgrade.judging import grade
 
 RUNS = 5
 BUGGY = "dropout_before_softmax"
@@ -15,7 +17,7 @@ BUGGY = "dropout_before_softmax"
 @pytest.mark.slow
 def test_grading_is_deterministic_test_by_test(tmp_path):
     mutant = next(m for m in mutants.load(1) if m.name == BUGGY)
-    buggy = mutants.materialise(mutant, tmp_path / "buggy")
+    buggy = submissions.make(tmp_path / "buggy", "solution", mutant)
     paths = []
     for i in range(RUNS):
         for name, src in (("correct", weeks.SOLUTIONS), ("buggy", buggy)):

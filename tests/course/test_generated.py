@@ -5,7 +5,8 @@ import textwrap
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from vitgrade import generate, weeks
+from vitgrade import weeks
+from vitgrade.build import generate
 
 
 def test_generated_files_are_in_sync():

@@ -1,7 +1,8 @@
 """Every week's reference notebook runs top to bottom at SMOKE scale (CPU, offline)."""
 
 import pytest
-from vitgrade import notebooks, weeks
+from vitgrade import weeks
+from vitgrade.build import notebooks
 
 
 @pytest.mark.parametrize("number", sorted(weeks.WEEKS))

@@ -3,7 +3,8 @@
 import shutil
 
 import pytest
-from vitgrade import release, weeks
+from vitgrade import weeks
+from vitgrade.build import release
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def tree(tmp_path_factory):
 def test_release_has_no_leaks(tree):
     out, found = tree
     assert found == []
-    for needed in ("README.md", "src/vitcourse/attention.py", "tests/public/week01", "weeks/01_attention"):
+    for needed in ("README.md", "src/vitcourse/attention.py", "tests/public/01_attention", "weeks/01_attention"):
         assert (out / needed).exists(), f"release misses {needed}"
 
 
@@ -34,9 +35,9 @@ def test_leak_check_catches_hidden_tests_and_mutants(tree, tmp_path):
     out, _ = tree
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    hidden = next(weeks.suite_dir(1, "hidden").glob("test_*.py"))
+    hidden = next(weeks.get(1).suite_dir("hidden").glob("test_*.py"))
     (copy / "notes.txt").write_text(hidden.read_text())
-    mutant = next(weeks.mutants_dir(1).glob("*.mutant"))
+    mutant = next(weeks.get(1).mutants_dir.glob("*.mutant"))
     shutil.copy2(mutant, copy / "weeks" / "bug.mutant")
     found = release.leaks(copy)
     assert any("hidden test" in f for f in found)

@@ -4,8 +4,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from vitgrade import wire
-from vitgrade.sandbox import Sandbox, StudentFailure
+from vitgrade.confine.sandbox import Sandbox, StudentFailure
+from vitgrade.confine.zygote import Zygote
+from vitgrade.student import wire
 
 MODULE = '''
 import os, sys, time
@@ -41,7 +42,21 @@ class Box(nn.Module):
         if self.mode == "print":
             print("x" * 10_000_000)
         return x * self.scale
+
+
+def look(path):
+    """What the student's process can list at path (an error message if nothing)."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return exc.strerror
 '''
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    with Zygote() as z:
+        yield z.address
 
 
 @pytest.fixture
@@ -55,13 +70,13 @@ def root(tmp_path):
 
 def call(box, mode, x=None):
     x = np.arange(6, dtype=np.float32).reshape(2, 3) if x is None else x
-    return box.call("vitgrade.probes:run_module", cls="vitcourse.box.Box", init={"mode": mode},
-                    args=[x])
+    return box.call("vitgrade.student.probes:run_module", cls="vitcourse.box.Box", init={"mode": mode},
+                    args=[x])["outputs"][0]
 
 
-def test_plain_call_returns_arrays(root):
-    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
-        out = call(box, "ok")["outputs"][0][0]
+def test_plain_call_returns_arrays(root, zygote):
+    with Sandbox(root, ["vitcourse.box"], timeout=30, zygote=zygote) as box:
+        out = call(box, "ok")
         assert isinstance(out, np.ndarray) and out.tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
@@ -73,31 +88,61 @@ def test_plain_call_returns_arrays(root):
     ("segfault", "crashed (segmentation fault)"),
     ("oom", "ran out of memory"),
 ])
-def test_failures_become_one_line_reasons_and_the_next_call_works(root, mode, reason):
-    with Sandbox(root, ["vitcourse.box"], timeout=3, memory_mb=4096) as box:
+def test_failures_become_one_line_reasons_and_the_next_call_works(root, zygote, mode, reason):
+    with Sandbox(root, ["vitcourse.box"], timeout=3, memory_mb=4096, zygote=zygote) as box:
         with pytest.raises(StudentFailure) as info:
             call(box, mode)
         assert reason in info.value.reason
         assert "\n" not in info.value.reason
-        assert call(box, "ok")["outputs"][0][0].shape == (2, 3)  # restarted cleanly
+        assert call(box, "ok").shape == (2, 3)  # restarted cleanly
 
 
-def test_tensor_subclass_arrives_as_plain_numbers(root):
-    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
-        out = call(box, "liar")["outputs"][0][0]
+def test_a_failure_carries_the_exception_type(root, zygote):
+    with Sandbox(root, ["vitcourse.box"], timeout=30, zygote=zygote) as box:
+        with pytest.raises(StudentFailure) as info:
+            call(box, "raise")
+    assert info.value.type == "builtins.ValueError"
+    assert info.value.is_a(ValueError) and info.value.is_a(Exception) and not info.value.is_a(TypeError)
+
+
+def test_the_student_process_sees_only_its_view(root, zygote, tmp_path_factory):
+    """An allow-list, not a deny-list: a folder the grader never named does not exist for it."""
+    from vitgrade.confine import isolate
+    from vitgrade.weeks import REPO
+
+    if isolate.level() == "basic":
+        pytest.skip("no namespaces on this machine: reads are not confined (vitgrade grade warns)")
+    elsewhere = tmp_path_factory.mktemp("another_copy_of_the_course")
+    (elsewhere / "attention.py").write_text("SECRET = 1\n")
+    with Sandbox(root, ["vitcourse.box"], timeout=30, zygote=zygote) as box:
+        look = lambda path: box.call("vitgrade.student.probes:call", target="vitcourse.box.look", args=[path])
+        top = look("/")
+        assert set(top) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "proc", "root", "sbin", "tmp", "usr",
+                            *REPO.parts[1:2], *__import__("sys").prefix.split("/")[1:2]}, top
+        assert look("/dev") == ["null", "urandom", "zero"]
+        assert look(str(elsewhere)) == "No such file or directory"
+        for hidden in ("/home", str(REPO / "solutions"), str(REPO / "tests"), str(REPO / "src")):
+            assert isinstance(look(hidden), str), f"{hidden} is visible: {look(hidden)}"
+        assert look(str(box.root / "vitcourse")) == sorted(p.name for p in (root / "vitcourse").iterdir())
+        assert "1" in look("/proc") and len([p for p in look("/proc") if p.isdigit()]) <= 3, "a private /proc"
+
+
+def test_tensor_subclass_arrives_as_plain_numbers(root, zygote):
+    with Sandbox(root, ["vitcourse.box"], timeout=30, zygote=zygote) as box:
+        out = call(box, "liar")
     assert type(out) is np.ndarray
     assert not np.array_equal(out, np.ones((2, 3)))
 
 
-def test_printing_megabytes_does_not_break_grading(root):
-    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
-        assert call(box, "print")["outputs"][0][0].shape == (2, 3)
+def test_printing_megabytes_does_not_break_grading(root, zygote):
+    with Sandbox(root, ["vitcourse.box"], timeout=30, zygote=zygote) as box:
+        assert call(box, "print").shape == (2, 3)
         assert box.output_tail(100).strip().endswith("x")
 
 
-def test_broken_import_fails_every_call_fast(root):
+def test_broken_import_fails_every_call_fast(root, zygote):
     (root / "vitcourse" / "box.py").write_text("def broken(:\n")
-    with Sandbox(root, ["vitcourse.box"], timeout=30) as box:
+    with Sandbox(root, ["vitcourse.box"], timeout=30, zygote=zygote) as box:
         for _ in range(2):
             with pytest.raises(StudentFailure, match="importing your code failed: SyntaxError"):
                 call(box, "ok")

@@ -1,4 +1,4 @@
-"""The zoo of broken and hostile submissions (grading/zoo/week01), graded through both paths.
+"""The zoo of broken and hostile submissions (grading/zoo/01_attention), graded through both paths.
 
 Every entry must score exactly what its honest part earns (its ``# expect:`` header), with a
 one-line reason that names the problem, without leaking hidden-test code; the bystanders (the
@@ -16,8 +16,10 @@ for a faster local loop; CI grades everything through both paths.
 import os
 
 import pytest
-from vitgrade import mutants, weeks, zoo
-from vitgrade.generate import task_points
+from vitgrade import weeks
+from vitgrade.build import mutants
+from vitgrade.build.generate import task_points
+from vitgrade.selfcheck import zoo
 
 QUICK_NBGRADER = ["patch_grader", "forged_result", "write_outside", "background_process", "read_hidden_tests",
                   "loop_at_import", "os_exit", "syntax_error"]
@@ -48,14 +50,14 @@ def vitgrade_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def nbgrader_run(tmp_path_factory):
     quick = os.environ.get("VITGRADE_ZOO_QUICK") == "1"
-    entries = [e for e in ENTRIES if not quick or e.name in QUICK_NBGRADER or e.kind != "zoo"]
+    entries = [e for e in ENTRIES if not quick or e.name in QUICK_NBGRADER or e.mutant is None]
     return entries, zoo.grade_nbgrader(1, entries, tmp_path_factory.mktemp("zoo-nbgrader") / "course", jobs=2)
 
 
 def _assert_run(entries, run):
     hidden = zoo.hidden_lines(1)
     problems = {e.name: zoo.check(e, run.outcomes[e.name], run, hidden) for e in entries}
-    lines, _ = zoo.table(entries, [run])
+    lines, _ = zoo.table(1, entries, [run])
     print("\n".join(lines))
     assert not {k: v for k, v in problems.items() if v}, "\n".join(lines)
     assert not run.leftovers, f"processes left behind: {run.leftovers}"

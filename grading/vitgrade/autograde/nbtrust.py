@@ -1,0 +1,184 @@
+"""nbgrader preprocessors that make a notebook's score the judge's verdict, not the kernel's.
+
+nbgrader scores a graded code cell from the outputs the notebook's kernel produced; that kernel
+runs the student's package (the notebook imports it), so a hostile module could patch
+``grade_task`` or print a forged score there. With these preprocessors in
+``c.Autograde.autograde_preprocessors`` (see ``grading/nbgrader_config.py``):
+
+1. :class:`TrustedExecute` (replaces ``Execute``) takes a :class:`~vitgrade.integrity.Snapshot`
+   of the student's package *before* the kernel starts (and checks it against the digest the
+   orchestrator computed from ``submitted/`` before any student's code ran, when given), runs
+   the kernel jailed (:mod:`vitgrade.jail`), time-boxed (per cell and per notebook), survives a
+   dead or unresponsive kernel, and kills whatever the kernel left behind.
+   With ``VITGRADE_EXECUTE=none`` it starts no kernel at all (the notebook keeps no outputs
+   but the graded cells' verdicts): the same score, about half the grading time per student.
+2. :class:`TrustedVerdict` (just before ``SaveAutoGrades``) runs the hidden suite through
+   :func:`vitgrade.judge.run` in a separate process, on a working copy of the snapshot, with the
+   hidden tests from ``source/<assignment>/hidden_tests`` (never from the student's folder), and
+   overwrites every graded task cell's outputs with the verdict: its report lines and a numeric
+   ``execute_result`` that nbgrader records as partial credit. Nothing the kernel printed in
+   those cells survives. The verdict also goes, as JSON, to the orchestrator's private pipe
+   (``VITGRADE_VERDICT_FD``) and to ``<course>/.vitgrade/verdicts/<assignment>/<student>.json``.
+
+A suite that cannot run fails the student's autograde (non-zero exit), never a silent 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from nbformat.notebooknode import NotebookNode
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from vitgrade import settings, weeks
+from vitgrade.confine import isolate
+from vitgrade.judging import integrity, judge
+from vitgrade.judging.results import SuiteResult, one_line, task_report
+
+VERDICT_FD_ENV = "VITGRADE_VERDICT_FD"
+EXPECT_ENV = "VITGRADE_EXPECT_DIGEST"
+TESTS_ENV = "VITGRADE_TESTS_DIGEST"  # digest of source/<assignment>/hidden_tests when the batch started
+KERNEL_FSIZE = 64 * 2**20
+NOT_RUN = ("[This notebook was not re-run at grading (VITGRADE_EXECUTE=none). Your score comes from "
+           "the hidden tests, run on your package outside the notebook; see the graded cells.]\n")
+
+
+def modules_digest(week: weeks.Week, files: dict[str, bytes]) -> str:
+    """Digest of the week's exercise modules (what the student submits; the rest is overwritten)."""
+    import hashlib
+
+    return integrity.tree_digest({m: hashlib.sha256(files.get(m, b"")).hexdigest() for m in week.modules})
+
+
+def task_of(cell: NotebookNode) -> str | None:
+    """The task of an autograder cell ("" for a graded test cell that is not a task's); None otherwise."""
+    meta = cell.metadata.get("nbgrader", {})
+    if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+        return weeks.grade_id_task(meta.get("grade_id", "")) or ""
+    return None
+
+
+class JailedKernelManager(AsyncKernelManager):
+    """Starts the kernel through ``python -m vitgrade.confine.jail`` with the given policy."""
+
+    jail_policy: isolate.Policy | None = None
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if self.jail_policy is None:
+            return cmd
+        return [sys.executable, "-m", "vitgrade.confine.jail", json.dumps(asdict(self.jail_policy)), "--", *cmd]
+
+
+class TrustedExecute(Execute):
+    """nbgrader's Execute, with a pre-kernel snapshot, a jailed kernel and a time budget."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", JailedKernelManager)
+        super().__init__(*args, **kwargs)
+        self._policy: isolate.Policy | None = None
+        self._deadline = float("inf")
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        km.jail_policy = self._policy
+        return km
+
+    def preprocess(self, nb, resources=None, km=None):
+        info = resources["nbgrader"]
+        here = Path(resources["metadata"]["path"]).resolve()
+        week = weeks.by_assignment(info["assignment"])
+        snapshot = integrity.Snapshot.take(here / weeks.PACKAGE, origin=info["student"])
+        tampering = []
+        expected = os.environ.get(EXPECT_ENV)
+        if expected and expected != modules_digest(week, snapshot.files):
+            tampering.append(f"{info['student']}'s submitted modules changed after collection")
+        trusted = {"snapshot": snapshot, "week": week.number, "tampering": tampering, "kernel": ""}
+        resources["vitgrade"] = trusted
+        if not settings.execute_notebook():
+            # Sanitising already cleared every output; the verdict fills the graded cells.
+            first = next((cell for cell in nb.cells if cell.cell_type == "code"), None)
+            if first is not None:
+                first.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
+            trusted["kernel"] = "not run (VITGRADE_EXECUTE=none)"
+            return nb, resources
+        # The jail adds the kernel's own folders to the view (its notebook folder, a home).
+        self._policy = isolate.new_policy(settings.memory_mb(), KERNEL_FSIZE, network=True)
+        self._deadline = time.monotonic() + settings.notebook_budget()
+        try:
+            super().preprocess(nb, resources, km)
+        except Exception as exc:  # noqa: BLE001 - a dead or stuck kernel is the notebook's problem
+            trusted["kernel"] = f"{type(exc).__name__}: {one_line(str(exc))}"
+            self.log.warning("the student's kernel failed (%s); grading continues", trusted["kernel"])
+        finally:
+            isolate.kill_leftovers(self._policy)
+        return nb, resources
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and time.monotonic() > self._deadline:
+            cell.outputs = [NotebookNode(output_type="stream", name="stdout",
+                                         text="[not run: the notebook used up its time budget]\n")]
+            return cell, resources
+        return super().preprocess_cell(cell, resources, index)
+
+
+class TrustedVerdict(NbGraderPreprocessor):
+    """Overwrite every graded task cell with the judge's verdict (see the module docstring)."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        trusted = resources.get("vitgrade")
+        if trusted is None:
+            raise RuntimeError("TrustedVerdict needs TrustedExecute instead of Execute in "
+                               "c.Autograde.autograde_preprocessors")
+        coursedir = CourseDirectory(config=self.config)
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        result = judge.run(trusted["week"], trusted["snapshot"], "hidden", tests_dir=source / "hidden_tests",
+                           tests_digest=os.environ.get(TESTS_ENV) or None)
+        result.root = info["student"]
+        if trusted["tampering"]:
+            result.tampering += trusted["tampering"]
+            if result.status == "ok":
+                result.status, result.error = "tampered", "; ".join(trusted["tampering"])
+        verdict = result.to_json()
+        verdict.update(student=info["student"], assignment=info["assignment"], kernel=trusted["kernel"])
+        self._deliver(verdict, Path(coursedir.root))
+        if result.status == "error":
+            raise RuntimeError(f"vitgrade could not grade {info['student']}: {result.error}")
+        for cell in nb.cells:
+            task = task_of(cell)
+            if task is None:
+                continue
+            if not task:
+                raise RuntimeError(f"graded cell {cell.metadata['nbgrader']['grade_id']} is not a "
+                                   "task_N_k cell: its score would come from the student's kernel")
+            cell.outputs = self._outputs(result, task, cell.get("execution_count"))
+        return nb, resources
+
+    @staticmethod
+    def _outputs(result: SuiteResult, task: str, count) -> list[NotebookNode]:
+        earned, lines = task_report(result, task, " (graded outside your notebook)")
+        return [
+            NotebookNode(output_type="stream", name="stdout", text="\n".join(lines) + "\n"),
+            NotebookNode(output_type="execute_result", execution_count=count, metadata={},
+                         data={"text/plain": f"{earned:g}"}),
+        ]
+
+    def _deliver(self, verdict: dict, course: Path) -> None:
+        text = json.dumps(verdict, indent=1)
+        folder = course / ".vitgrade" / "verdicts" / verdict["assignment"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{verdict['student']}.json").write_text(text)
+        fd = os.environ.get(VERDICT_FD_ENV)
+        if fd:
+            try:
+                with os.fdopen(int(fd), "w", closefd=True) as pipe:
+                    pipe.write(text)
+            except OSError as exc:
+                self.log.error("could not send the verdict to the orchestrator: %s", exc)

@@ -1,0 +1,51 @@
+"""Execute the reference notebooks (``vitgrade notebooks``), at the scale ``VIT_SCALE`` sets.
+
+The instructor version of each notebook runs top to bottom with the reference package first on
+``PYTHONPATH``. Its graded cells are left empty here (they need the nbgrader build, where the
+pipeline runs them). CI runs this at SMOKE scale; the GPU workflow at FULL scale.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbclient
+import nbformat
+
+from vitgrade import weeks
+from vitgrade.build import generate
+
+
+def execute(number: int, out_dir: Path | None = None, timeout: int = 3600
+            ) -> tuple[nbformat.NotebookNode, float, list[str]]:
+    """Run week ``number``'s reference notebook; return it, the seconds taken and any errors."""
+    week = weeks.get(number)
+    nb = generate.build_notebook(week, student=False)
+    for cell in nb.cells:
+        cell.source = generate.strip_regions(cell.source, generate.BEGIN_HIDDEN, generate.END_HIDDEN, None)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(weeks.SOLUTIONS), old]))
+    old_backend = os.environ.pop("MPLBACKEND", None)  # Agg would swallow the kernel's figures
+    start = time.monotonic()
+    try:
+        nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+            resources={"metadata": {"path": str(week.folder)}},
+        ).execute()
+    finally:
+        if old_backend is not None:
+            os.environ["MPLBACKEND"] = old_backend
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    seconds = time.monotonic() - start
+    errors = [f"{c.source.splitlines()[0][:70] if c.source else ''}: {o.ename}: {o.evalue}"
+              for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out_dir / week.notebook_name)
+    return nb, seconds, errors

@@ -1,0 +1,60 @@
+"""``python -m vitgrade.confine.jail POLICY_JSON -- CMD...``: confine this process, then become CMD.
+
+Used to start nbgrader's kernels (see :class:`vitgrade.autograde.nbtrust.JailedKernelManager`):
+the kernel that runs a student's notebook gets the same limits as the sandbox worker (memory,
+file size, its own session, an environment token for killing leftovers) and, where the machine
+allows it, the same allow-list view of the file system (its notebook folder read-only, a fresh
+home folder, the Python installation; :mod:`vitgrade.confine.view`), its own PID namespace and a
+separate uid. It keeps the network: the kernel talks to nbgrader over ZMQ sockets on localhost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from vitgrade import settings
+from vitgrade.confine import isolate
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3 or argv[1] != "--":
+        raise SystemExit("usage: python -m vitgrade.confine.jail POLICY_JSON -- CMD...")
+    policy = isolate.Policy(**json.loads(argv[0]))
+    cmd = argv[2:]
+    os.environ[isolate.TOKEN_ENV] = policy.token
+    threads = str(settings.threads())  # oversubscribed OpenMP threads spin: one per process
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    if policy.level == "basic":
+        isolate.confine(policy)
+        os.execv(cmd[0], cmd)
+    # The kernel's own folders: a home (connection file, IPython and matplotlib state), and an
+    # empty folder its view is built in. The supervisor removes both when the kernel has ended.
+    base = Path(tempfile.mkdtemp(prefix="vitgrade-kernel-"))
+    home = base / "home"
+    home.mkdir()
+    (base / "view").mkdir(mode=0o700)
+    isolate.hand_over(home, policy)
+    if "-f" in cmd:  # the connection file, where the kernel can read it
+        i = cmd.index("-f") + 1
+        copy = home / "connection.json"
+        shutil.copyfile(cmd[i], copy)
+        if policy.uid is not None:
+            os.chown(copy, policy.uid, policy.uid)
+        os.chmod(copy, 0o600)
+        cmd[i] = str(copy)
+    os.environ.update(HOME=str(home), IPYTHONDIR=str(home / ".ipython"), MPLCONFIGDIR=str(home / ".mpl"),
+                      TMPDIR=str(home))
+    policy.mountpoint = str(base / "view")
+    policy.read_only.append(os.getcwd())  # the student's notebook folder (the kernel starts there)
+    policy.writable.append(str(home))
+    isolate.confine(policy, cleanup=(str(base),))
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

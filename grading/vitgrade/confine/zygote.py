@@ -1,0 +1,330 @@
+"""A fork server: judges and sandbox workers start from a process that has already imported torch.
+
+Starting a Python process that imports torch costs about 2 s of CPU; a grading run starts two per
+submission (the judge and the student's worker) and more when a worker crashes. The zygote pays
+that once per batch: :class:`Zygote` starts ``python -m vitgrade.confine.zygote`` with a clean
+environment; it imports torch, numpy, pytest, the grader's own modules and the libraries the
+week's hidden tests compare with (``Week.references``, e.g. timm), and then only forks.
+
+It is started before any hidden test, reference or submission is loaded, and never loads one: a
+forked child holds nothing secret in memory. It knows nothing about grading either: a request
+names a role, and the child becomes
+
+* a **worker** (:mod:`vitgrade.student.worker`): it confines itself with the request's
+  :class:`~vitgrade.confine.isolate.Policy` (session, rlimits, namespaces, uid) and serves the
+  student's code over the pipes it was handed;
+* a **judge** (:mod:`vitgrade.judging.judge`): it runs a week's test suite and writes the result
+  to the pipe it was handed.
+
+Requests travel over a Unix socket (``SOCK_SEQPACKET``, one message per request, the pipes as
+``SCM_RIGHTS``) in a folder only the grader can enter. Each child is tied to the connection that
+asked for it: the zygote reports the child's pid, then its exit status when it ends (it is the
+parent, so it is the one that can ``waitpid``), and kills it if the connection closes first, so a
+judge that dies takes its worker with it. Children of the zygote die with it (``PDEATHSIG``), and
+the zygote dies with the process that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV = "VITGRADE_ZYGOTE"  # the socket of the batch's zygote, for judges and nbgrader processes
+MAX_MESSAGE = 1 << 20
+MAX_FDS = 8
+STARTUP_TIMEOUT = 300.0
+# What a zygote (and so every child) may see of the grader's environment: nothing secret.
+ENV_KEEP = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TZ")
+
+
+def clean_env(threads: int) -> dict[str, str]:
+    env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[2]), PYTHONHASHSEED="0",
+               PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               CUDA_VISIBLE_DEVICES="", MPLBACKEND="Agg", HF_HUB_OFFLINE="1", NO_PROXY="*")
+    return env
+
+
+# ------------------------------------------------------------------------------------ client side
+class Child:
+    """A process the zygote forked for us: its pid, and its exit status when it ends."""
+
+    def __init__(self, conn: socket.socket, pid: int) -> None:
+        self.conn = conn
+        self.pid = pid
+        self.status: int | None = None  # the raw wait status, once known
+
+    @property
+    def returncode(self) -> int | None:
+        """Like ``Popen.returncode``: the exit code, or -signal; None while it runs."""
+        return None if self.status is None else os.waitstatus_to_exitcode(self.status)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait up to ``timeout`` seconds (None: forever) for the exit status; return returncode."""
+        if self.status is not None:
+            return self.returncode
+        self.conn.settimeout(timeout)
+        try:
+            data = self.conn.recv(MAX_MESSAGE)
+        except (TimeoutError, BlockingIOError):
+            return None
+        except OSError:
+            data = b""
+        # No message: the zygote itself went away, and took the child with it.
+        self.status = json.loads(data)["status"] if data else int(signal.SIGKILL)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self.wait(0) if self.status is None else self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the child's process group (it leads its own session) and the child."""
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> None:
+        """Let go: the zygote kills the child if it is still running."""
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+
+def spawn(address: str, role: str, params: dict, fds: list[int] = ()) -> Child:
+    """Ask the zygote at ``address`` for a child in ``role`` with ``params``; hand it ``fds``."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn.settimeout(STARTUP_TIMEOUT)
+    conn.connect(address)
+    socket.send_fds(conn, [json.dumps({"role": role, "params": params}).encode()], list(fds))
+    reply = conn.recv(MAX_MESSAGE)
+    if not reply:
+        conn.close()
+        raise RuntimeError("the zygote refused the request (see its log)")
+    return Child(conn, json.loads(reply)["pid"])
+
+
+class Zygote:
+    """Start a zygote for one batch; ``address`` is its socket. Use as a context manager."""
+
+    def __init__(self, preload: tuple[str, ...] = (), threads: int | None = None) -> None:
+        from vitgrade import settings
+        from vitgrade.confine import isolate
+
+        self.folder = Path(tempfile.mkdtemp(prefix="vitgrade-zygote-"))  # mode 0700: the grader's
+        self.address = str(self.folder / "socket")
+        self.log = self.folder / "zygote.log"
+        ready_r, ready_w = os.pipe()
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w), *preload],
+                env=clean_env(threads or settings.threads()), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=log, pass_fds=(ready_w,), preexec_fn=isolate.die_with_parent, cwd=self.folder)
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            ok = ready.read(1) == b"1"  # blocks until the zygote has loaded everything (or died)
+        if not ok:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            self.close()
+            raise RuntimeError(f"the zygote failed to start:\n{tail}")
+
+    def spawn(self, role: str, params: dict, fds: list[int] = ()) -> Child:
+        return spawn(self.address, role, params, fds)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Zygote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------------ server side
+@dataclass
+class _Running:
+    pid: int
+    conn: socket.socket
+    pidfd: int
+
+
+def _child_main(role: str, params: dict, fds: list[int], keep_fds: set[int]) -> int:
+    """In the forked child: drop every descriptor it was not given, then become ``role``."""
+    given = set(fds)
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2 and fd not in given and fd not in keep_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.environ.clear()
+    os.environ.update(params.get("env", {}))
+    if role == "worker":
+        from vitgrade.confine import isolate
+        from vitgrade.student import worker
+
+        req, rep, log = fds
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        for fd in (devnull, log):
+            os.close(fd)
+        os.chdir(params["cwd"])
+        isolate.confine(isolate.Policy(**params["policy"]))
+        worker.serve(params["root"], req, rep, params["inbox"], params["channel"], params.get("probe_dir"),
+                     params["threads"])
+        return 0
+    if role == "judge":
+        from vitgrade.confine import isolate
+        from vitgrade.judging import judge
+
+        result, out = fds
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        os.chdir(params["cwd"])
+        os.setsid()
+        isolate.die_with_parent()
+        return judge.main([*params["argv"], f"--result-fd={result}"])
+    raise ValueError(f"unknown role {role!r}")
+
+
+def _fork(role: str, params: dict, fds: list[int], close_in_child: list, keep_fds: set[int]) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the server loop
+        code = 70
+        try:
+            for obj in close_in_child:
+                obj.close()
+            sys.stdout.flush()
+            code = _child_main(role, params, fds, keep_fds)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - report, then exit; never fall back into the loop
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    return pid
+
+
+def serve(address: str, ready_fd: int, preload: list[str]) -> None:
+    from vitgrade.confine import isolate
+
+    isolate.die_with_parent()
+    import gc
+    import importlib
+
+    import numpy  # noqa: F401
+    import pytest  # noqa: F401
+    import torch
+    import vitgrade.judging.judge  # noqa: F401 - the judge's imports (pytest plugin, results)
+    import vitgrade.student.probes  # noqa: F401
+    import vitgrade.student.wire  # noqa: F401
+    import vitgrade.student.worker  # noqa: F401
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    for name in preload:
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()  # what is loaded now stays shared with every child (no copy-on-write by the GC)
+    keep_fds = {int(fd) for fd in os.listdir("/proc/self/fd")} - {ready_fd}  # the libraries' own
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(address)
+    os.chmod(address, 0o600)
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    running: dict[int, _Running] = {}  # by pidfd
+    by_conn: dict[int, _Running] = {}  # by the connection's fd
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+
+    while True:
+        for key, _ in selector.select():
+            if key.data == "accept":
+                conn, _ = listener.accept()
+                selector.register(conn, selectors.EVENT_READ, "request")
+            elif key.data == "request":
+                conn = key.fileobj
+                try:
+                    message, fds, _, _ = socket.recv_fds(conn, MAX_MESSAGE, MAX_FDS)
+                except OSError:
+                    message, fds = b"", []
+                if not message:  # the client let go: its child goes too
+                    selector.unregister(conn)
+                    child = by_conn.pop(conn.fileno(), None)
+                    conn.close()
+                    if child is not None:
+                        for kill in (os.killpg, os.kill):
+                            try:
+                                kill(child.pid, signal.SIGKILL)
+                            except (ProcessLookupError, PermissionError):
+                                pass
+                    continue
+                request = json.loads(message)
+                selector.unregister(conn)  # one request per connection; then it waits for the exit
+                others = [c.conn for c in by_conn.values()] + [conn, listener]
+                try:
+                    pid = _fork(request["role"], request["params"], fds, others + [selector], keep_fds)
+                except OSError as exc:  # out of processes or memory: refuse this one, keep serving
+                    print(f"fork failed: {exc}", file=sys.stderr)
+                    conn.close()
+                    continue
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                pidfd = os.pidfd_open(pid)
+                child = _Running(pid, conn, pidfd)
+                running[pidfd] = child
+                by_conn[conn.fileno()] = child
+                selector.register(pidfd, selectors.EVENT_READ, "exit")
+                selector.register(conn, selectors.EVENT_READ, "request")
+                conn.send(json.dumps({"pid": pid}).encode())
+            elif key.data == "exit":
+                child = running.pop(key.fd)
+                selector.unregister(key.fd)
+                os.close(key.fd)
+                _, status = os.waitpid(child.pid, 0)
+                if by_conn.pop(child.conn.fileno(), None) is not None:
+                    try:
+                        child.conn.send(json.dumps({"status": status}).encode())
+                    except OSError:
+                        pass
+
+
+def main(argv: list[str]) -> None:
+    address, ready_fd, *preload = argv
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    started = time.monotonic()
+    try:
+        serve(address, int(ready_fd), preload)
+    finally:
+        print(f"zygote stopped after {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,228 @@
+"""Run one week's test suite against one submission and record points per test.
+
+:func:`run` is the grader's call: it makes a working copy of the submission and a private copy of
+the tests, asks the batch's zygote (:mod:`vitgrade.confine.zygote`) for a fresh judge process,
+and reads the judge's verdict from a pipe only the two of them hold. The judge (:func:`main`,
+in that process) runs the suite with pytest in-process; the student's code runs only inside the
+sandboxed worker that the tests' ``student`` fixture starts (public suites import the package
+directly, as a student's own ``pytest`` does). The verdict holds, per test: task, points, earned,
+outcome and a one-line reason a student can act on (never the test's source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from vitgrade import settings, weeks
+from vitgrade.confine import isolate
+from vitgrade.confine import zygote as zygote_mod
+from vitgrade.confine.sandbox import Sandbox, copy_tree
+from vitgrade.judging import api, integrity
+from vitgrade.judging.plugin import ResultsPlugin, quoted_lines, redact
+from vitgrade.judging.results import SuiteResult
+from vitgrade.pipes import PipeReader
+
+
+# ------------------------------------------------------------------------- in the judge process
+def run_in_process(week: int, root: Path, suite: str, tests_dir: Path | None = None, exitfirst: bool = False,
+                   order: dict[str, float] | None = None, task: str | None = None) -> SuiteResult:
+    start = time.monotonic()
+    info = weeks.get(week)
+    tests_dir = Path(tests_dir or info.suite_dir(suite))
+    root = Path(root).resolve()
+    factory = None
+    if suite == "public":  # public tests import the package directly, as a student's run does
+        sys.path.insert(0, str(root))
+    else:
+        # Static checks read the sources as submitted, before any student code ran.
+        api.keep_sources(integrity.Snapshot.take(root / weeks.PACKAGE).files)
+        probes = api.week_probes(tests_dir)
+        factory = lambda: api.Student(Sandbox(root, info.import_names, probes=probes))
+    plugin = ResultsPlugin(factory, order=order, task=task)
+    per_test = max(10, int(300 * settings.time_scale()))
+    args = [str(tests_dir), "-p", "no:cacheprovider", "-p", "no:randomly", f"--timeout={per_test}",
+            "-o", "python_files=test_*.py", "--rootdir", str(tests_dir), "-q", "--no-header", "-rN", "--tb=no",
+            "--ignore", str(tests_dir / "probes"), "--ignore", str(tests_dir / "probes.py")]
+    if exitfirst:
+        args.append("-x")
+    code = pytest.main(args, plugins=[plugin])
+    result = SuiteResult(week=week, suite=suite, root=str(root), tests=plugin.results())
+    if suite == "hidden":
+        quoted = quoted_lines(tests_dir)
+        for test in result.tests:
+            test.message = redact(test.message, quoted)
+    if plugin.collect_errors or code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        result.status = "error"
+        result.error = "; ".join(plugin.collect_errors) or f"pytest exit code {int(code)}"
+    elif not result.tests:
+        result.status = "error"
+        result.error = "no tests were collected"
+    result.seconds = round(time.monotonic() - start, 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run a week's suite (started by vitgrade.judging.judge.run)")
+    parser.add_argument("--week", type=int, required=True)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--suite", choices=["hidden", "public"], default="hidden")
+    parser.add_argument("--tests", type=Path, default=None)
+    parser.add_argument("--order", type=Path, help="JSON nodeid -> seconds: run the cheap tests first")
+    parser.add_argument("--task", help="only this task's tests")
+    parser.add_argument("--result-fd", type=int, required=True, help="write the result to this pipe (private)")
+    parser.add_argument("-x", dest="exitfirst", action="store_true")
+    args = parser.parse_args(argv)
+    isolate.protect_self()  # the student's process (same uid) cannot open our fds via /proc
+    import torch
+
+    torch.set_num_threads(settings.threads())  # references are small; leave the cores to workers
+    os.set_inheritable(args.result_fd, False)
+    result_pipe = os.fdopen(args.result_fd, "w")
+    order = json.loads(args.order.read_text()) if args.order else None
+    result = run_in_process(args.week, args.root, args.suite, args.tests, args.exitfirst, order, args.task)
+    result_pipe.write(json.dumps(result.to_json()))
+    result_pipe.close()
+    return 0
+
+
+# ------------------------------------------------------------------------- in the grader process
+def working_copy(week: int, root: Path | integrity.Snapshot, dest: Path) -> Path:
+    """Copy the submission's package to ``dest`` and overlay earlier weeks' reference modules.
+
+    ``root`` is a submission folder, or a :class:`vitgrade.judging.integrity.Snapshot` of its
+    package taken before any student code ran. Only folders and regular files are copied (a
+    symlink could point at the hidden tests).
+
+    The student's code runs on this copy, never on the submitted files. A week that builds on
+    earlier ones is graded with the reference versions of their modules
+    (:attr:`vitgrade.weeks.Week.support_modules`), so an old bug does not cost points again.
+    """
+    package = dest / weeks.PACKAGE
+    if isinstance(root, integrity.Snapshot):
+        root.write(package)
+    else:
+        copy_tree(Path(root) / weeks.PACKAGE, package)
+    for name in weeks.SHARED_MODULES + weeks.get(week).support_modules:
+        shutil.copy2(weeks.SOLUTION_PACKAGE / name, package / name)
+    return dest
+
+
+@contextmanager
+def zygote_for(week: int, address: str | None = None):
+    """The address of a zygote: the one given, the batch's (``$VITGRADE_ZYGOTE``), or a new one
+    for this run alone (loaded with the week's reference libraries)."""
+    address = address or os.environ.get(zygote_mod.ENV)
+    if address:
+        yield address
+        return
+    with zygote_mod.Zygote(preload=weeks.get(week).references) as own:
+        yield own.address
+
+
+def judge_env(address: str) -> dict[str, str]:
+    """The judge's environment: the zygote's clean one, plus the grading settings."""
+    env = zygote_mod.clean_env(settings.threads())
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("VITGRADE_", "VIT_"))})
+    env[zygote_mod.ENV] = address
+    return env
+
+
+def run(week: int, root: Path | integrity.Snapshot, suite: str = "hidden", tests_dir: Path | None = None,
+        exitfirst: bool = False, timeout: float | None = None, copy: bool = True,
+        tests_digest: str | None = None, order: dict[str, float] | None = None, task: str | None = None,
+        zygote: str | None = None) -> SuiteResult:
+    """Run the judge in a fresh process (so repeated runs never share imported state).
+
+    With ``copy`` (the default) the suite runs on a :func:`working_copy` of ``root`` (a folder,
+    or a snapshot taken before any student code ran), against a private copy of the tests
+    (mode 0700, hidden from the student's process). Afterwards the working copy and the tests
+    copy are compared with their hashes from before. With ``tests_digest`` (see
+    :func:`tests_digest`, taken when a batch starts) a copy of the tests that differs is refused:
+    the submission is reported as not graded, never graded against tests another submission
+    rewrote. ``order`` and ``task``: see :class:`vitgrade.judging.plugin.ResultsPlugin`.
+    """
+    timeout = timeout or settings.judge_timeout()
+    label = str(root.origin if isinstance(root, integrity.Snapshot) else root)
+    tests_src = Path(tests_dir or weeks.get(week).suite_dir(suite))
+    with tempfile.TemporaryDirectory(prefix="vitgrade-copy-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="vitgrade-judge-") as private, zygote_for(week, zygote) as address:
+        tmp, private = Path(tmp), Path(private)  # private: the judge's own files (mode 0700)
+        os.chmod(tmp, 0o711)  # the sandbox uid may reach its package, not list the folder
+        if not copy:
+            return _run_judge(week, Path(root), suite, tests_src, exitfirst, timeout, label, private, address,
+                              order, task)
+        work = working_copy(week, root, tmp / "submission")
+        tests = tmp / "tests"
+        copy_tree(tests_src, tests, mode=0o700)
+        os.chmod(tests, 0o700)
+        if tests_digest and integrity.tree_digest(integrity.hash_tree(tests)) != tests_digest:
+            return SuiteResult(week=week, suite=suite, root=label, status="error",
+                               error="the hidden tests changed since grading started (tampering); "
+                                     "not graded, tell the instructor")
+        before = integrity.hash_tree(tmp)
+        result = _run_judge(week, work, suite, tests, exitfirst, timeout, label, private, address, order, task)
+        changed = integrity.diff(before, integrity.hash_tree(tmp))
+        if changed:
+            result.tampering += [f"{path} changed while grading" for path in changed]
+            if result.status == "ok":
+                result.status = "tampered"
+                result.error = "files changed during grading: " + ", ".join(changed[:5])
+        return result
+
+
+def tests_digest(tests_dir: Path) -> str:
+    """Digest of a hidden-test folder, as :func:`run` compares it (caches excluded)."""
+    with tempfile.TemporaryDirectory(prefix="vitgrade-tests-") as tmp:
+        copy_tree(Path(tests_dir), Path(tmp) / "tests")
+        return integrity.tree_digest(integrity.hash_tree(Path(tmp) / "tests"))
+
+
+def _run_judge(week: int, root: Path, suite: str, tests_dir: Path, exitfirst: bool, timeout: float,
+               label: str, private: Path, address: str, order: dict[str, float] | None,
+               task: str | None) -> SuiteResult:
+    argv = ["--week", str(week), "--root", str(root), "--suite", suite, "--tests", str(tests_dir)]
+    if order:
+        (private / "order.json").write_text(json.dumps(order))
+        argv += ["--order", str(private / "order.json")]
+    if task:
+        argv += ["--task", task]
+    if exitfirst:
+        argv.append("-x")
+    start = time.monotonic()
+    reader = PipeReader()
+    out_path = private / "judge.log"
+    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        child = zygote_mod.spawn(address, "judge", {"argv": argv, "env": judge_env(address),
+                                                    "cwd": str(private)}, [reader.fd, out])
+    finally:
+        os.close(out)
+        reader.close_writer()
+    try:
+        code = child.wait(timeout)
+        if code is None:
+            child.kill()
+            child.wait(10)
+            result = SuiteResult(week=week, suite=suite, root=label, status="error",
+                                 error=f"the grader timed out after {timeout:.0f} s")
+        else:
+            try:
+                result = SuiteResult.from_json(json.loads(reader.read()))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                tail = out_path.read_text(errors="replace")[-800:] if out_path.exists() else ""
+                result = SuiteResult(week=week, suite=suite, root=label, status="error",
+                                     error=f"the grader itself failed (exit {code}): {tail.strip()}")
+    finally:
+        child.close()
+    result.root = label
+    result.seconds = round(time.monotonic() - start, 2)
+    return result

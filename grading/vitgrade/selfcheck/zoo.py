@@ -1,0 +1,274 @@
+"""The zoo of broken and hostile submissions, graded through both paths.
+
+Each ``grading/zoo/<week id>/<name>.mutant`` is a patch against the week's reference solution in
+the format of :mod:`vitgrade.build.mutants`, with two header lines::
+
+    # expect: 1.1=10 1.2=1 1.3=0        (points per task that the honest part earns)
+    # reason: timed out                 (substring of the one-line reason the student sees)
+
+The other header lines argue the expected score. :func:`grade_vitgrade` grades a set of entries
+(plus bystanders: the reference and the untouched stub, whose grades must not move) with
+``vitgrade grade --jobs N`` in a subprocess; :func:`grade_nbgrader` builds the week in a
+temporary nbgrader course and runs one ``nbgrader autograde`` per student. :func:`check`
+compares an outcome with its expectation. ``vitgrade zoo`` prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vitgrade import weeks
+from vitgrade.build import mutants, submissions
+from vitgrade.build.generate import task_points
+from vitgrade.judging import integrity
+from vitgrade.judging.plugin import quoted_lines
+from vitgrade.judging.results import SuiteResult, reason
+
+ZOO_ENV = {"VITGRADE_TIME_SCALE": "0.25", "VITGRADE_TIMEOUT": "12", "VITGRADE_IMPORT_TIMEOUT": "40",
+           "VITGRADE_MEMORY_MB": "4096"}
+DAEMON_MARK = "vitgrade-zoo-daemon"
+
+
+@dataclass
+class Entry:
+    """A submission to grade: the reference or the stub (``kind``), patched by ``mutant``."""
+
+    name: str
+    description: str
+    expect: dict[str, float]  # task -> points ({} for a plain mutant of the benchmark)
+    reason: str
+    mutant: mutants.Mutant | None  # None for a bystander
+    kind: str = "solution"  # "solution" or "stub": what the patch applies to
+
+    def make(self, dest: Path) -> Path:
+        """A submission folder holding ``vitcourse/`` for this entry."""
+        return submissions.make(dest, self.kind, self.mutant)
+
+    @property
+    def total(self) -> float:
+        return round(sum(self.expect.values()), 6)
+
+
+@dataclass
+class Outcome:
+    name: str
+    tasks: dict[str, float]
+    points: float
+    status: str
+    reason: str
+    messages: list[str] = field(default_factory=list)
+
+
+def _header(path: Path) -> tuple[dict[str, float], str]:
+    expect, reason = {}, None
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if m := re.match(r"#\s*expect:\s*(.*)", line):
+            expect = {k: float(v) for k, v in (item.split("=") for item in m.group(1).split())}
+        elif m := re.match(r"#\s*reason:\s*(.*)", line):
+            reason = m.group(1).strip()
+    if not expect or reason is None:
+        raise ValueError(f"{path}: needs '# expect: 1.1=.. 1.2=..' and '# reason: ...' header lines")
+    return expect, reason
+
+
+def weeks_with_zoo() -> list[int]:
+    return [n for n, w in weeks.WEEKS.items() if any(w.zoo_dir.glob("*.mutant"))]
+
+
+def load(week: int, only: list[str] | None = None, bystanders: bool = True) -> list[Entry]:
+    entries = []
+    for path in sorted(weeks.get(week).zoo_dir.glob("*.mutant")):
+        if only and path.stem not in only:
+            continue
+        expect, reason = _header(path)
+        mutant = mutants.parse(path)
+        entries.append(Entry(path.stem, mutant.description, expect, reason, mutant))
+    if bystanders:
+        full = task_points(week)
+        entries.append(Entry("bystander_reference", "the reference solution (must keep full marks)",
+                             dict(full), "", None))
+        entries.append(Entry("bystander_stub", "the untouched stub (must keep 0)",
+                             {t: 0.0 for t in full}, "not implemented", None, "stub"))
+    return entries
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in ZOO_ENV.items():
+        env.setdefault(key, value)
+    return env
+
+
+def _outcome(name: str, data: dict, row_reason: str) -> Outcome:
+    tasks = {task: earned for task, (earned, _) in data.get("tasks", {}).items()}
+    messages = [t["message"] for t in data.get("tests", []) if t.get("message")]
+    if data.get("error"):
+        messages.append(data["error"])
+    return Outcome(name, tasks, float(data.get("earned", 0.0)), data.get("status", "error"),
+                   row_reason, messages)
+
+
+@dataclass
+class PathRun:
+    """One grading path over the zoo."""
+
+    path: str
+    outcomes: dict[str, Outcome]
+    exit_code: int
+    seconds: float
+    report: list[str]  # tampering / problems the grading command reported
+    leftovers: list[int]
+    repo_changes: list[str]
+
+
+def _leftovers() -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if DAEMON_MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def _repo_guard(week: int) -> integrity.Guard:
+    info = weeks.get(week)
+    return integrity.Guard([info.suite_dir("hidden"), weeks.SOLUTION_PACKAGE, info.zoo_dir])
+
+
+def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2) -> PathRun:
+    """``vitgrade grade WEEK <every entry> --jobs N --out DIR`` in a subprocess."""
+    guard = _repo_guard(week)
+    subs = workdir / "submissions"
+    paths = [e.make(subs / e.name) for e in entries]
+    out = workdir / "out"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "vitgrade.cli", "grade", str(week), *map(str, paths),
+                           "--jobs", str(jobs), "--out", str(out)],
+                          capture_output=True, text=True, env=_env(), stdin=subprocess.DEVNULL)
+    seconds = time.monotonic() - start
+    outcomes = {}
+    book = {}
+    if (out / "gradebook.json").exists():
+        book = {row["student"]: row for row in json.loads((out / "gradebook.json").read_text())}
+    for e in entries:
+        data = json.loads((out / f"{e.name}.json").read_text()) if (out / f"{e.name}.json").exists() else {}
+        outcomes[e.name] = _outcome(e.name, data, book.get(e.name, {}).get("reason", ""))
+    report = [line for line in proc.stdout.splitlines()
+              if line.startswith(("TAMPERING", "GRADEBOOK", "isolation:")) or "could not be graded" in line]
+    if proc.returncode not in (0, 1):
+        report.append(f"vitgrade grade crashed (exit {proc.returncode}): {proc.stderr[-500:]}")
+    time.sleep(0.5)
+    return PathRun("vitgrade", outcomes, proc.returncode, seconds, report, _leftovers(), guard.changes())
+
+
+def nbgrader_course(week: int, students: list[tuple[str, Entry]], course: Path) -> None:
+    """A fresh nbgrader course in ``course`` with the week built and, for every (student id,
+    entry), ``submitted/<id>/<assignment>``: the untouched release notebook and the entry's package."""
+    from vitgrade.autograde import pipeline as nbp
+
+    course.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(weeks.GRADING / "nbgrader_config.py", course / "nbgrader_config.py")
+    nbp.build(week, course)
+    for sid, entry in students:
+        nbp.make_submission(week, sid, entry.kind, entry.mutant, course, filled_notebook=False)
+
+
+def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2) -> PathRun:
+    """Build the week in a fresh nbgrader course, submit every entry (the untouched release
+    notebook with the entry's package), and autograde one process per student."""
+    from vitgrade.autograde import pipeline as nbp
+
+    guard = _repo_guard(week)
+    saved = {k: os.environ.get(k) for k in ZOO_ENV}
+    os.environ.update({k: os.environ.get(k) or v for k, v in ZOO_ENV.items()})
+    try:
+        nbgrader_course(week, [(e.name, e) for e in entries], course)
+        start = time.monotonic()
+        report = nbp.autograde_checked(week, [e.name for e in entries], jobs, course)
+        seconds = time.monotonic() - start
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    outcomes = {}
+    for e in entries:
+        run = report.runs[e.name]
+        verdict = run.verdict or {"status": "error", "error": f"nbgrader exit {run.returncode}"}
+        result = SuiteResult.from_json(verdict) if "week" in verdict else None
+        outcomes[e.name] = _outcome(e.name, verdict, reason(result) if result else verdict["error"])
+    exit_code = 0 if report.ok else 1
+    time.sleep(0.5)
+    return PathRun("nbgrader", outcomes, exit_code, seconds, report.tampering + report.problems,
+                   _leftovers(), guard.changes())
+
+
+def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) -> list[str]:
+    """Everything that is wrong with one entry's outcome (empty: as expected)."""
+    from vitgrade.confine import isolate
+
+    if (outcome.status == "error" and "tampering" in outcome.reason and run.exit_code != 0
+            and isolate.level() != "root"):
+        # Without a separate uid another submission could rewrite shared files (the hidden
+        # tests); the grader then refuses to grade rather than grade wrongly, and says so.
+        return []
+    problems = []
+    for task, want in entry.expect.items():
+        got = outcome.tasks.get(task, 0.0)
+        if abs(got - want) > 1e-6:
+            problems.append(f"task {task}: expected {want:g}, got {got:g}")
+    if outcome.status not in ("ok", "tampered"):
+        problems.append(f"not graded: {outcome.reason}")
+    if outcome.status == "tampered" and run.exit_code == 0:
+        problems.append("tampering was flagged but the grading command exited 0")
+    if entry.reason and entry.reason.lower() not in outcome.reason.lower():
+        problems.append(f"reason {outcome.reason!r} does not mention {entry.reason!r}")
+    for message in outcome.messages + [outcome.reason]:
+        if "\n" in message or "Traceback" in message:
+            problems.append(f"message is not one clean line: {message[:120]!r}")
+        if any(line in message for line in hidden_lines):
+            problems.append(f"message quotes the hidden tests: {message[:120]!r}")
+    return problems
+
+
+def hidden_lines(week: int) -> set[str]:
+    return quoted_lines(weeks.get(week).suite_dir("hidden"))
+
+
+def table(week: int, entries: list[Entry], runs: list[PathRun]) -> tuple[list[str], int]:
+    """The zoo table (one row per entry and path) and the number of problems."""
+    lines = [f"{'submission':<24} {'path':<9} {'expected':>8} {'got':>6}  {'status':<8} message / problems"]
+    n_problems = 0
+    hidden = hidden_lines(week)
+    for run in runs:
+        for e in entries:
+            o = run.outcomes[e.name]
+            problems = check(e, o, run, hidden)
+            n_problems += len(problems)
+            text = "; ".join(problems) if problems else (o.reason or "-")
+            lines.append(f"{e.name:<24} {run.path:<9} {e.total:>8g} {o.points:>6g}  "
+                         f"{o.status:<8} {'PROBLEM: ' if problems else ''}{text[:150]}")
+        for extra in run.report:
+            lines.append(f"{'':<24} {run.path:<9} reported: {extra[:160]}")
+        if run.leftovers:
+            n_problems += 1
+            lines.append(f"{'':<24} {run.path:<9} PROBLEM: leftover processes {run.leftovers}")
+        if run.repo_changes:
+            n_problems += 1
+            lines.append(f"{'':<24} {run.path:<9} PROBLEM: repository files changed {run.repo_changes[:5]}")
+        lines.append(f"{'':<24} {run.path:<9} {len(entries)} submissions in {run.seconds:.0f} s, "
+                     f"exit status {run.exit_code}")
+    return lines, n_problems

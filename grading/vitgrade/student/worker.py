@@ -1,0 +1,88 @@
+"""The sandboxed side: imports the student's package and runs probe functions on request.
+
+Forked from the zygote (:mod:`vitgrade.confine.zygote`) for one submission, already confined
+(its own session, memory and file-size limits, and where the machine allows it no network, its
+own uid and a private view of the file system), with its stdout and stderr sent to a capped log
+file. It reads one JSON request per line from a private pipe and answers on another. Arguments
+and results travel through :mod:`vitgrade.student.wire` (arrays and plain data only). Nothing here
+decides a score: the grader's process compares what comes back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+
+def _where(exc: BaseException, root: str) -> str:
+    """'attention.py:57 in forward' for the deepest frame inside the student's package."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(root)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"{os.path.relpath(frame.filename, root)}:{frame.lineno} in {frame.name}"
+
+
+def _describe(exc: BaseException, root: str) -> dict:
+    message = str(exc).strip().splitlines()
+    return {
+        "type": type(exc).__name__,
+        # Every class the exception is an instance of, so a test can ask "is it a ValueError?"
+        # without matching text: a subclass the student defined still counts.
+        "mro": [f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__],
+        "message": (message[0] if message else "")[:300],
+        "where": _where(exc, root),
+    }
+
+
+def serve(root: str, req_fd: int, rep_fd: int, inbox: str, channel: str, probe_dir: str | None,
+          threads: int) -> None:
+    """Answer requests until the request pipe closes."""
+    root = str(Path(root).resolve())
+    sys.path.insert(0, root)
+    if probe_dir:
+        sys.path.insert(1, probe_dir)  # week_probes, course_probes (copied from the hidden suite)
+    import torch  # already imported by the zygote: this only fixes the thread count
+    from vitgrade.student import wire
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    requests = os.fdopen(req_fd, "r")
+    replies = os.fdopen(rep_fd, "w")
+    modules: dict[str, ModuleType] = {}
+
+    def reply(obj: dict) -> None:
+        replies.write(json.dumps(obj) + "\n")
+        replies.flush()
+
+    reply({"ready": True})  # confined and loaded: from here on, timeouts measure the student's code
+    for line in requests:
+        request = json.loads(line)
+        try:
+            if request["op"] == "import":
+                for name in request["modules"]:
+                    module = importlib.import_module(name)
+                    origin = str(Path(getattr(module, "__file__", "") or "").resolve())
+                    if not origin.startswith(root):
+                        raise ImportError(f"{name} was imported from {origin}, not the submission")
+                reply({"ok": True})
+            elif request["op"] == "call":
+                module_name, func_name = request["probe"].split(":")
+                if module_name not in modules:
+                    modules[module_name] = importlib.import_module(module_name)
+                func = getattr(modules[module_name], func_name)
+                kwargs = wire.read_message(Path(inbox) / request["msg"], as_tensor=True)
+                torch.manual_seed(request.get("seed", 0))
+                result = func(**kwargs)
+                wire.write_message(Path(channel) / (request["msg"] + "_out"), result)
+                reply({"ok": True, "msg": request["msg"] + "_out"})
+            else:
+                reply({"ok": False, "error": {"type": "ProtocolError", "message": "unknown op"}})
+        except BaseException as exc:  # noqa: BLE001 - every student failure becomes a message
+            # SystemExit and KeyboardInterrupt too: the worker keeps serving the next test.
+            reply({"ok": False, "error": _describe(exc, root)})
