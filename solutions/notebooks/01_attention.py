@@ -72,12 +72,12 @@ torch.manual_seed(0)
 # Open `attention.py` and implement `ScaledDotProductAttention.__init__` and `forward`:
 # scores with `einsum` over the head dimension, scaled by $1/\sqrt{d_h}$; masked scores **set** to
 # `-1e9` before the softmax; softmax over the keys; dropout on the weights after the softmax; then
-# the weighted sum of the values. Return `(context, weights)`, shapes (B, H, Lq, Dh) and
-# (B, H, Lq, Lk). Then run the cells below.
+# the weighted sum of the values. Return `(context, weights)`, shapes (B, nH, Lq, Dh) and
+# (B, nH, Lq, Lk). Then run the cells below.
 
 # %%
 e = math.e
-q = torch.tensor([[2.0, 0, 0, 0]]).view(1, 1, 1, 4)  # (B=1, H=1, Lq=1, Dh=4)
+q = torch.tensor([[2.0, 0, 0, 0]]).view(1, 1, 1, 4)  # (B=1, nH=1, Lq=1, Dh=4)
 k = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [1, 1, 0, 0]]).view(1, 1, 3, 4)
 v = torch.tensor([[1.0, 0], [0, 1], [10, 10]]).view(1, 1, 3, 2)
 attention = ScaledDotProductAttention(head_dim=4)
@@ -91,13 +91,13 @@ compare("hand example: context", context.flatten(), hand_weights @ v.view(3, 2))
 # own fused kernel.
 
 # %%
-B, H, LQ, LK, DH = 2, 3, 5, 7, 8
-q, k, v = torch.randn(B, H, LQ, DH), torch.randn(B, H, LK, DH), torch.randn(B, H, LK, DH)
+B, nH, LQ, LK, DH = 2, 3, 5, 7, 8
+q, k, v = torch.randn(B, nH, LQ, DH), torch.randn(B, nH, LK, DH), torch.randn(B, nH, LK, DH)
 context, weights = ScaledDotProductAttention(DH)(q, k, v)
 print("context", tuple(context.shape), "weights", tuple(weights.shape))
 compare("context vs F.scaled_dot_product_attention", context,
         F.scaled_dot_product_attention(q, k, v), tol=1e-5)
-compare("rows of the weights sum to 1", weights.sum(-1), torch.ones(B, H, LQ), tol=1e-6)
+compare("rows of the weights sum to 1", weights.sum(-1), torch.ones(B, nH, LQ), tol=1e-6)
 
 # %% [markdown]
 # ### Masking
@@ -145,11 +145,11 @@ grade_task("1.1")
 # %% [markdown]
 # ## 3. Task 1.2: `MultiHeadAttention`
 #
-# $H$ heads attend in parallel, each on its own $d_h = D/H$ slice of a projected token. Implement
+# $n_H$ heads attend in parallel, each on its own $d_h = D/n_H$ slice of a projected token. Implement
 # in `attention.py`:
-# * `__init__`: check that `n_heads` divides `d_model`; four `nn.Linear(d_model, d_model)` named
+# * `__init__`: check that `num_heads` divides `dim`; four `nn.Linear(dim, dim)` named
 #   `w_q`, `w_k`, `w_v`, `w_o`; a `ScaledDotProductAttention` named `attention`;
-# * `split_heads`: (B, L, D) → (B, L, H, Dh) → (B, H, L, Dh), head $h$ owning features
+# * `split_heads`: (B, L, D) → (B, L, nH, Dh) → (B, nH, L, Dh), head $h$ owning features
 #   $h d_h, \dots, (h+1) d_h - 1$;
 # * `merge_heads`: the inverse;
 # * `forward(query, key=None, value=None, mask=None)`: project, split, attend, merge, project.
@@ -159,7 +159,7 @@ grade_task("1.1")
 # the head-averaged weights must agree.
 
 # %%
-D_MODEL, N_HEADS = 64, 4
+DIM, NUM_HEADS = 64, 4
 
 
 def copy_from_torch(mine: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
@@ -173,17 +173,17 @@ def copy_from_torch(mine: MultiHeadAttention, ref: nn.MultiheadAttention) -> Non
             layer.bias.copy_(b)
 
 
-mha = MultiHeadAttention(D_MODEL, N_HEADS).eval()
-ref = nn.MultiheadAttention(D_MODEL, N_HEADS, batch_first=True).eval()
+mha = MultiHeadAttention(DIM, NUM_HEADS).eval()
+ref = nn.MultiheadAttention(DIM, NUM_HEADS, batch_first=True).eval()
 copy_from_torch(mha, ref)
-x = torch.randn(2, 10, D_MODEL)
+x = torch.randn(2, 10, DIM)
 out, weights = mha(x)
 ref_out, ref_weights = ref(x, x, x, need_weights=True, average_attn_weights=False)
 print("output", tuple(out.shape), "weights", tuple(weights.shape))
 compare("self-attention output vs nn.MultiheadAttention", out, ref_out, tol=1e-5)
 compare("per-head weights vs nn.MultiheadAttention", weights, ref_weights, tol=1e-5)
 
-memory = torch.randn(2, 6, D_MODEL)  # cross-attention: 10 queries read 6 other tokens
+memory = torch.randn(2, 6, DIM)  # cross-attention: 10 queries read 6 other tokens
 out, _ = mha(x, memory)
 compare("cross-attention output", out, ref(x, memory, memory)[0], tol=1e-5)
 
@@ -213,16 +213,16 @@ grade_task("1.2")
 # First, the data: write `make_reverse_batch`.
 
 # %% nbgrader={"grade": false, "grade_id": "make_reverse_batch", "locked": false, "schema_version": 3, "solution": true}
-def make_reverse_batch(batch: int = 32, length: int = 10, d_model: int = 64
+def make_reverse_batch(batch: int = 32, length: int = 10, dim: int = 64
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """A fresh batch of the reverse task.
 
     Returns:
-        x: (batch, length, d_model) standard-normal inputs
-        y: (batch, length, d_model) the same sequences in reverse order (y[:, i] = x[:, L-1-i])
+        x: (batch, length, dim) standard-normal inputs
+        y: (batch, length, dim) the same sequences in reverse order (y[:, i] = x[:, L-1-i])
     """
     ### BEGIN SOLUTION
-    x = torch.randn(batch, length, d_model)
+    x = torch.randn(batch, length, dim)
     return x, x.flip(1)  # flip the sequence axis, not the feature axis
     ### END SOLUTION
 
@@ -255,7 +255,7 @@ def attend_with_positions(mha: MultiHeadAttention, x: torch.Tensor, pos: torch.T
 
 
 # %% [markdown]
-# Three runs of the same model and optimiser (d_model 64, 4 heads, Adam 1e-3, MSE, a fresh batch
+# Three runs of the same model and optimiser (dim 64, 4 heads, Adam 1e-3, MSE, a fresh batch
 # every step), differing only in the positions:
 # * `none`: no positions at all;
 # * `qkv`: the positions added to the whole input, so to the values too;
@@ -277,12 +277,12 @@ def run_variant(mha: MultiHeadAttention, x: torch.Tensor, pos: torch.Tensor, var
 def train_reverser(variant: str, steps: int = STEPS, seed: int = 0):
     """Train one MultiHeadAttention layer on the reverse task; return it and its loss curve."""
     torch.manual_seed(seed)
-    mha = MultiHeadAttention(D_MODEL, N_HEADS, dropout=0.0)
-    pos = nn.Parameter(torch.randn(LENGTH, D_MODEL))  # learned, std 1 at the start
+    mha = MultiHeadAttention(DIM, NUM_HEADS, dropout=0.0)
+    pos = nn.Parameter(torch.randn(LENGTH, DIM))  # learned, std 1 at the start
     optimizer = torch.optim.Adam([*mha.parameters(), pos], lr=1e-3)
     losses = []
     for _ in tqdm(range(steps), desc=f"positions: {variant}", mininterval=2):
-        x, y = make_reverse_batch(32, LENGTH, D_MODEL)
+        x, y = make_reverse_batch(32, LENGTH, DIM)
         out, _ = run_variant(mha, x, pos, variant)
         loss = F.mse_loss(out, y)
         optimizer.zero_grad()
@@ -295,7 +295,7 @@ def train_reverser(variant: str, steps: int = STEPS, seed: int = 0):
 runs = {variant: train_reverser(variant) for variant in ("none", "qkv", "qk")}
 
 torch.manual_seed(1)
-x_eval, y_eval = make_reverse_batch(256, LENGTH, D_MODEL)  # fresh data the models never saw
+x_eval, y_eval = make_reverse_batch(256, LENGTH, DIM)  # fresh data the models never saw
 eval_loss = {}
 with torch.no_grad():
     for variant, (model, pos, _) in runs.items():
@@ -321,9 +321,9 @@ plt.show()
 # %%
 model, pos, _ = runs["qk"]
 with torch.no_grad():
-    _, weights = attend_with_positions(model, x_eval[:1], pos)  # (1, H, L, L)
+    _, weights = attend_with_positions(model, x_eval[:1], pos)  # (1, nH, L, L)
 anti = torch.eye(LENGTH).flip(1)  # 1 on the anti-diagonal j = L - 1 - i
-fig, axes = plt.subplots(1, N_HEADS, figsize=(3 * N_HEADS, 3))
+fig, axes = plt.subplots(1, NUM_HEADS, figsize=(3 * NUM_HEADS, 3))
 for h, ax in enumerate(axes):
     mass = float((weights[0, h] * anti).sum() / LENGTH)
     ax.imshow(weights[0, h], cmap="viridis", vmin=0, vmax=1)

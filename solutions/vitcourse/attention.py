@@ -1,12 +1,12 @@
 """Week 1 · The Engine Room: scaled dot-product and multi-head attention.
 
-Shapes use the paper's names: B batch, H heads, Lq / Lk query / key lengths,
-D = d_model, Dh = D / H (head_dim).
+Shapes use the paper's names: B batch, nH heads, Lq / Lk query / key lengths,
+D = dim, Dh = D / nH (head_dim).
 
 Mask convention (the same as ``torch.nn.functional.scaled_dot_product_attention``
 with a boolean mask): ``True`` / ``1`` means *attend*, ``False`` / ``0`` means
 *padding, ignore*. The mask has shape (B, 1, 1, Lk), or any shape that broadcasts
-to (B, H, Lq, Lk).
+to (B, nH, Lq, Lk).
 
 Rules of the week: no Python loop over the sequence (everything is batched matrix
 algebra; ``torch.einsum`` is encouraged), and no ``torch.nn.MultiheadAttention`` or
@@ -48,73 +48,73 @@ class ScaledDotProductAttention(nn.Module):
         """Attend from every query to every key.
 
         Args:
-            query: (B, H, Lq, Dh)
-            key:   (B, H, Lk, Dh)
-            value: (B, H, Lk, Dv)
-            mask:  optional, broadcastable to (B, H, Lq, Lk), usually (B, 1, 1, Lk);
+            query: (B, nH, Lq, Dh)
+            key:   (B, nH, Lk, Dh)
+            value: (B, nH, Lk, Dv)
+            mask:  optional, broadcastable to (B, nH, Lq, Lk), usually (B, 1, 1, Lk);
                    True/1 = attend, False/0 = ignore.
 
         Returns:
-            context: (B, H, Lq, Dv), the attention-weighted sum of the values.
-            weights: (B, H, Lq, Lk), the weights actually applied to the values:
+            context: (B, nH, Lq, Dv), the attention-weighted sum of the values.
+            weights: (B, nH, Lq, Lk), the weights actually applied to the values:
                      each row sums to 1 in eval mode; in training mode the dropped
                      entries are 0 and the survivors are scaled by 1/(1-p).
         """
         ### BEGIN SOLUTION [Week 1 · Task 1.1]
         # Contract the head dimension d: one score per (query i, key j) pair.
-        scores = torch.einsum("bhid,bhjd->bhij", query, key) * self.scale  # (B, H, Lq, Lk)
+        scores = torch.einsum("bhid,bhjd->bhij", query, key) * self.scale  # (B, nH, Lq, Lk)
         if mask is not None:
             scores = scores.masked_fill(~mask.bool(), MASK_VALUE)  # before the softmax
         weights = scores.softmax(dim=-1)  # normalise over the keys: rows sum to 1
         weights = self.dropout(weights)  # after the softmax, before mixing the values
-        context = torch.einsum("bhij,bhjd->bhid", weights, value)  # (B, H, Lq, Dv)
+        context = torch.einsum("bhij,bhjd->bhid", weights, value)  # (B, nH, Lq, Dv)
         return context, weights
         ### END SOLUTION
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention: H scaled dot-product attentions in parallel on D/H-sized slices.
+    """Multi-head attention: nH scaled dot-product attentions in parallel on D/nH-sized slices.
 
     Submodules (their names are the contract the tests load weights through):
-        w_q, w_k, w_v: nn.Linear(d_model, d_model), the query/key/value projections W^Q, W^K, W^V
-        w_o:           nn.Linear(d_model, d_model), the output projection W^O
+        w_q, w_k, w_v: nn.Linear(dim, dim), the query/key/value projections W^Q, W^K, W^V
+        w_o:           nn.Linear(dim, dim), the output projection W^O
         attention:     ScaledDotProductAttention(head_dim, dropout)
 
     Args:
-        d_model: D, the token width.
-        n_heads: H; must divide d_model.
+        dim: D, the token width.
+        num_heads: nH; must divide dim.
         dropout: dropout on the attention weights.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         ### BEGIN SOLUTION [Week 1 · Task 1.2]
-        if d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads  # Dh
-        self.w_q = nn.Linear(d_model, d_model)
-        self.w_k = nn.Linear(d_model, d_model)
-        self.w_v = nn.Linear(d_model, d_model)
-        self.w_o = nn.Linear(d_model, d_model)
+        if dim % num_heads != 0:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads  # Dh
+        self.w_q = nn.Linear(dim, dim)
+        self.w_k = nn.Linear(dim, dim)
+        self.w_v = nn.Linear(dim, dim)
+        self.w_o = nn.Linear(dim, dim)
         self.attention = ScaledDotProductAttention(self.head_dim, dropout)
         ### END SOLUTION
 
     def split_heads(self, x: Tensor) -> Tensor:
-        """(B, L, D) -> (B, H, L, Dh): head h gets features h*Dh ... (h+1)*Dh - 1."""
+        """(B, L, D) -> (B, nH, L, Dh): head h gets features h*Dh ... (h+1)*Dh - 1."""
         ### BEGIN SOLUTION [Week 1 · Task 1.2]
         batch, length, _ = x.shape
-        x = x.reshape(batch, length, self.n_heads, self.head_dim)  # (B, L, H, Dh)
-        return x.transpose(1, 2)  # (B, H, L, Dh)
+        x = x.reshape(batch, length, self.num_heads, self.head_dim)  # (B, L, nH, Dh)
+        return x.transpose(1, 2)  # (B, nH, L, Dh)
         ### END SOLUTION
 
     def merge_heads(self, x: Tensor) -> Tensor:
-        """(B, H, L, Dh) -> (B, L, D): the inverse of split_heads."""
+        """(B, nH, L, Dh) -> (B, L, D): the inverse of split_heads."""
         ### BEGIN SOLUTION [Week 1 · Task 1.2]
         batch, _, length, _ = x.shape
-        x = x.transpose(1, 2)  # (B, L, H, Dh); not contiguous any more
-        return x.reshape(batch, length, self.d_model)  # (B, L, D); reshape copies when needed
+        x = x.transpose(1, 2)  # (B, L, nH, Dh); not contiguous any more
+        return x.reshape(batch, length, self.dim)  # (B, L, D); reshape copies when needed
         ### END SOLUTION
 
     def forward(
@@ -134,14 +134,14 @@ class MultiHeadAttention(nn.Module):
 
         Returns:
             output:  (B, Lq, D)
-            weights: (B, H, Lq, Lk), as returned by ScaledDotProductAttention
+            weights: (B, nH, Lq, Lk), as returned by ScaledDotProductAttention
         """
         key = query if key is None else key
         value = key if value is None else value
         ### BEGIN SOLUTION [Week 1 · Task 1.2]
-        q = self.split_heads(self.w_q(query))  # (B, H, Lq, Dh)
-        k = self.split_heads(self.w_k(key))  # (B, H, Lk, Dh)
-        v = self.split_heads(self.w_v(value))  # (B, H, Lk, Dh)
-        context, weights = self.attention(q, k, v, mask)  # (B, H, Lq, Dh), (B, H, Lq, Lk)
+        q = self.split_heads(self.w_q(query))  # (B, nH, Lq, Dh)
+        k = self.split_heads(self.w_k(key))  # (B, nH, Lk, Dh)
+        v = self.split_heads(self.w_v(value))  # (B, nH, Lk, Dh)
+        context, weights = self.attention(q, k, v, mask)  # (B, nH, Lq, Dh), (B, nH, Lq, Lk)
         return self.w_o(self.merge_heads(context)), weights  # (B, Lq, D)
         ### END SOLUTION

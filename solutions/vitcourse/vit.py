@@ -2,7 +2,7 @@
 
 Shapes: B batch, C x H x W images, P patch size, h x w = (H/P) x (W/P) patch grid,
 N = h * w patches, T = N + 1 tokens (the CLS token first), D width, K classes,
-Hd heads of width Dh = D / Hd, M = int(D * mlp_ratio) the MLP's hidden width.
+nH heads of width Dh = D / nH, M = int(D * mlp_ratio) the MLP's hidden width.
 
 The forward pass (Dosovitskiy et al. 2021, eq. 1-4):
 
@@ -61,7 +61,7 @@ class Attention(nn.Module):
 
     Args:
         dim: D.
-        num_heads: Hd; must divide D.
+        num_heads: nH; must divide D.
         qkv_bias: whether qkv has a bias.
         dropout: dropout on the attention weights.
     """
@@ -82,9 +82,9 @@ class Attention(nn.Module):
         """(B, T, D) -> (B, T, D)."""
         ### BEGIN SOLUTION [Week 2 · Task 2.4]
         batch, tokens, dim = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)  # (B, T, 3, Hd, Dh)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, Hd, T, Dh)
-        context, _ = self.core(q, k, v)  # (B, Hd, T, Dh)
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)  # (B, T, 3, nH, Dh)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nH, T, Dh)
+        context, _ = self.core(q, k, v)  # (B, nH, T, Dh)
         context = context.transpose(1, 2).reshape(batch, tokens, dim)  # (B, T, D): heads merged
         return self.proj(context)  # (B, T, D)
         ### END SOLUTION
@@ -148,7 +148,7 @@ class VisionTransformer(nn.Module):
         num_classes: K.
         embed_dim: D.
         depth: number of blocks.
-        num_heads: Hd.
+        num_heads: nH.
         mlp_ratio: M / D.
         qkv_bias: bias in the fused qkv projection.
         pos_embed: ``"learn"`` (a trainable (1, T, D) table, trunc-normal std 0.02),
@@ -271,15 +271,15 @@ def vit_flops(img_size: int | tuple[int, int] = 32, patch_size: int = 4, in_chan
     Counts every matrix product the model does, as ``FlopCounterMode`` does: the patch
     embedding, per block the qkv projection, Q K^T, weights @ V, the output projection and the
     two MLP layers, and the head (on the CLS token only). The number of heads does not change
-    the count: Hd heads of width D/Hd cost what one head of width D costs.
+    the count: nH heads of width D/nH cost what one head of width D costs.
     """
     ### BEGIN SOLUTION [Week 2 · Task 2.5]
     n, d, c, p, k = num_patches(img_size, patch_size), embed_dim, in_chans, patch_size, num_classes
     t, m = n + 1, int(d * mlp_ratio)
     embed = 2 * n * (p * p * c) * d  # (N, P*P*C) @ (P*P*C, D)
     qkv = 2 * t * d * 3 * d  # (T, D) @ (D, 3D)
-    scores = 2 * t * t * d  # Q K^T: Hd heads x (T, Dh) @ (Dh, T)
-    mix = 2 * t * t * d  # weights @ V: Hd heads x (T, T) @ (T, Dh)
+    scores = 2 * t * t * d  # Q K^T: nH heads x (T, Dh) @ (Dh, T)
+    mix = 2 * t * t * d  # weights @ V: nH heads x (T, T) @ (T, Dh)
     proj = 2 * t * d * d
     mlp = 2 * t * d * m + 2 * t * m * d
     head = 2 * d * k  # CLS token only

@@ -1,12 +1,12 @@
 """Week 1 · The Engine Room: scaled dot-product and multi-head attention.
 
-Shapes use the paper's names: B batch, H heads, Lq / Lk query / key lengths,
-D = d_model, Dh = D / H (head_dim).
+Shapes use the paper's names: B batch, nH heads, Lq / Lk query / key lengths,
+D = dim, Dh = D / nH (head_dim).
 
 Mask convention (the same as ``torch.nn.functional.scaled_dot_product_attention``
 with a boolean mask): ``True`` / ``1`` means *attend*, ``False`` / ``0`` means
 *padding, ignore*. The mask has shape (B, 1, 1, Lk), or any shape that broadcasts
-to (B, H, Lq, Lk).
+to (B, nH, Lq, Lk).
 
 Rules of the week: no Python loop over the sequence (everything is batched matrix
 algebra; ``torch.einsum`` is encouraged), and no ``torch.nn.MultiheadAttention`` or
@@ -45,15 +45,15 @@ class ScaledDotProductAttention(nn.Module):
         """Attend from every query to every key.
 
         Args:
-            query: (B, H, Lq, Dh)
-            key:   (B, H, Lk, Dh)
-            value: (B, H, Lk, Dv)
-            mask:  optional, broadcastable to (B, H, Lq, Lk), usually (B, 1, 1, Lk);
+            query: (B, nH, Lq, Dh)
+            key:   (B, nH, Lk, Dh)
+            value: (B, nH, Lk, Dv)
+            mask:  optional, broadcastable to (B, nH, Lq, Lk), usually (B, 1, 1, Lk);
                    True/1 = attend, False/0 = ignore.
 
         Returns:
-            context: (B, H, Lq, Dv), the attention-weighted sum of the values.
-            weights: (B, H, Lq, Lk), the weights actually applied to the values:
+            context: (B, nH, Lq, Dv), the attention-weighted sum of the values.
+            weights: (B, nH, Lq, Lk), the weights actually applied to the values:
                      each row sums to 1 in eval mode; in training mode the dropped
                      entries are 0 and the survivors are scaled by 1/(1-p).
         """
@@ -61,29 +61,29 @@ class ScaledDotProductAttention(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention: H scaled dot-product attentions in parallel on D/H-sized slices.
+    """Multi-head attention: nH scaled dot-product attentions in parallel on D/nH-sized slices.
 
     Submodules (their names are the contract the tests load weights through):
-        w_q, w_k, w_v: nn.Linear(d_model, d_model), the query/key/value projections W^Q, W^K, W^V
-        w_o:           nn.Linear(d_model, d_model), the output projection W^O
+        w_q, w_k, w_v: nn.Linear(dim, dim), the query/key/value projections W^Q, W^K, W^V
+        w_o:           nn.Linear(dim, dim), the output projection W^O
         attention:     ScaledDotProductAttention(head_dim, dropout)
 
     Args:
-        d_model: D, the token width.
-        n_heads: H; must divide d_model.
+        dim: D, the token width.
+        num_heads: nH; must divide dim.
         dropout: dropout on the attention weights.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         raise NotImplementedError('Week 1 · Task 1.2: implement MultiHeadAttention.__init__ in src/vitcourse/attention.py')
 
     def split_heads(self, x: Tensor) -> Tensor:
-        """(B, L, D) -> (B, H, L, Dh): head h gets features h*Dh ... (h+1)*Dh - 1."""
+        """(B, L, D) -> (B, nH, L, Dh): head h gets features h*Dh ... (h+1)*Dh - 1."""
         raise NotImplementedError('Week 1 · Task 1.2: implement MultiHeadAttention.split_heads in src/vitcourse/attention.py')
 
     def merge_heads(self, x: Tensor) -> Tensor:
-        """(B, H, L, Dh) -> (B, L, D): the inverse of split_heads."""
+        """(B, nH, L, Dh) -> (B, L, D): the inverse of split_heads."""
         raise NotImplementedError('Week 1 · Task 1.2: implement MultiHeadAttention.merge_heads in src/vitcourse/attention.py')
 
     def forward(
@@ -103,7 +103,7 @@ class MultiHeadAttention(nn.Module):
 
         Returns:
             output:  (B, Lq, D)
-            weights: (B, H, Lq, Lk), as returned by ScaledDotProductAttention
+            weights: (B, nH, Lq, Lk), as returned by ScaledDotProductAttention
         """
         key = query if key is None else key
         value = key if value is None else value

@@ -2,7 +2,7 @@
 
 Shapes: B batch, C x H x W images, P patch size, h x w = (H/P) x (W/P) patch grid,
 N = h * w patches, T = N + 1 tokens (the CLS token first), D width, K classes,
-Hd heads of width Dh = D / Hd, M = int(D * mlp_ratio) the MLP's hidden width.
+nH heads of width Dh = D / nH, M = int(D * mlp_ratio) the MLP's hidden width.
 
 The forward pass (Dosovitskiy et al. 2021, eq. 1-4):
 
@@ -61,7 +61,7 @@ class Attention(nn.Module):
 
     Args:
         dim: D.
-        num_heads: Hd; must divide D.
+        num_heads: nH; must divide D.
         qkv_bias: whether qkv has a bias.
         dropout: dropout on the attention weights.
     """
@@ -117,7 +117,7 @@ class VisionTransformer(nn.Module):
         num_classes: K.
         embed_dim: D.
         depth: number of blocks.
-        num_heads: Hd.
+        num_heads: nH.
         mlp_ratio: M / D.
         qkv_bias: bias in the fused qkv projection.
         pos_embed: ``"learn"`` (a trainable (1, T, D) table, trunc-normal std 0.02),
@@ -192,6 +192,6 @@ def vit_flops(img_size: int | tuple[int, int] = 32, patch_size: int = 4, in_chan
     Counts every matrix product the model does, as ``FlopCounterMode`` does: the patch
     embedding, per block the qkv projection, Q K^T, weights @ V, the output projection and the
     two MLP layers, and the head (on the CLS token only). The number of heads does not change
-    the count: Hd heads of width D/Hd cost what one head of width D costs.
+    the count: nH heads of width D/nH cost what one head of width D costs.
     """
     raise NotImplementedError('Week 2 · Task 2.5: implement vit_flops in src/vitcourse/vit.py')

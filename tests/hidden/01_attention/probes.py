@@ -7,17 +7,17 @@ from vitcourse.attention import MultiHeadAttention
 
 
 def reverse_task(eval_x: torch.Tensor, steps: int = 500, batch: int = 32, length: int = 10,
-                 d_model: int = 64, heads: int = 4, lr: float = 1e-3) -> dict:
+                 dim: int = 64, heads: int = 4, lr: float = 1e-3) -> dict:
     """Train the student's MultiHeadAttention to reverse sequences; return eval predictions.
 
     Learned positions (std 1) go into the query and key inputs only: values carry the raw
     tokens, so the output can be an exact copy of the token attended to.
     """
-    mha = MultiHeadAttention(d_model, heads, dropout=0.0)
-    pos = nn.Parameter(torch.randn(length, d_model))
+    mha = MultiHeadAttention(dim, heads, dropout=0.0)
+    pos = nn.Parameter(torch.randn(length, dim))
     opt = torch.optim.Adam(list(mha.parameters()) + [pos], lr=lr)
     for _ in range(steps):
-        x = torch.randn(batch, length, d_model)
+        x = torch.randn(batch, length, dim)
         qk = x + pos
         out, _ = mha(qk, qk, x)
         loss = nn.functional.mse_loss(out, x.flip(1))

@@ -1,7 +1,7 @@
 """Week 1 hidden tests: attention against torch's own implementations.
 
 Every call to the student's code goes through the ``student`` sandbox and comes back as plain
-arrays; references are computed here with torch. Shapes use all-different sizes (B=2, H=3,
+arrays; references are computed here with torch. Shapes use all-different sizes (B=2, nH=3,
 Lq=5, Lk=7, Dh=4) so a swapped axis cannot hide.
 """
 
@@ -17,7 +17,7 @@ from vitgrade.hidden import assert_close, rand, source
 
 SDPA = "attention.ScaledDotProductAttention"
 MHA = "attention.MultiHeadAttention"
-B, H, LQ, LK, DH = 2, 3, 5, 7, 4
+B, nH, LQ, LK, DH = 2, 3, 5, 7, 4
 
 
 def key_mask(valid_lengths, lk):
@@ -51,9 +51,9 @@ def mha_state_from_torch(ref: nn.MultiheadAttention) -> dict:
     return state
 
 
-def torch_mha(d_model, heads, seed=0):
+def torch_mha(dim, heads, seed=0):
     torch.manual_seed(seed)
-    ref = nn.MultiheadAttention(d_model, heads, batch_first=True).eval()
+    ref = nn.MultiheadAttention(dim, heads, batch_first=True).eval()
     with torch.no_grad():  # non-zero biases, so a missing bias shows
         ref.in_proj_bias.normal_(0, 0.5)
         ref.out_proj.bias.normal_(0, 0.5)
@@ -63,7 +63,7 @@ def torch_mha(d_model, heads, seed=0):
 def mha(student, ref, query, key=None, value=None, mask=None, grad_weights=None):
     args = [query] if key is None else [query, key, value]
     kwargs = {} if mask is None else {"mask": mask}
-    module = student.module(MHA, init={"d_model": ref.embed_dim, "n_heads": ref.num_heads},
+    module = student.module(MHA, init={"dim": ref.embed_dim, "num_heads": ref.num_heads},
                             state=mha_state_from_torch(ref))
     return module.run(*args, grad_weights=grad_weights, **kwargs)
 
@@ -71,7 +71,7 @@ def mha(student, ref, query, key=None, value=None, mask=None, grad_weights=None)
 # ---------------------------------------------------------------- Task 1.1: scaled dot-product
 @pytest.mark.task("1.1", points=2)
 def test_sdpa_matches_torch(student):
-    q, k, v = rand(B, H, LQ, DH, seed=1), rand(B, H, LK, DH, seed=2), rand(B, H, LK, DH, seed=3)
+    q, k, v = rand(B, nH, LQ, DH, seed=1), rand(B, nH, LK, DH, seed=2), rand(B, nH, LK, DH, seed=3)
     context, weights = sdpa(student, q, k, v)
     assert_close(weights, reference_weights(q, k), "attention weights")
     assert_close(context, F.scaled_dot_product_attention(q, k, v), "context vs F.scaled_dot_product_attention")
@@ -96,11 +96,11 @@ def test_sdpa_scale_is_one_over_sqrt_head_dim(student):
 @pytest.mark.task("1.1", points=2)
 @pytest.mark.parametrize("dtype", ["bool", "float"])
 def test_sdpa_padding_mask(student, dtype):
-    q, k, v = rand(B, H, LQ, DH, seed=10), rand(B, H, LK, DH, seed=11), rand(B, H, LK, DH, seed=12)
+    q, k, v = rand(B, nH, LQ, DH, seed=10), rand(B, nH, LK, DH, seed=11), rand(B, nH, LK, DH, seed=12)
     mask = key_mask([4, 6], LK)
     sent = mask if dtype == "bool" else mask.float()
     context, weights = sdpa(student, q, k, v, sent)
-    masked = ~mask.expand(B, H, LQ, LK).numpy()
+    masked = ~mask.expand(B, nH, LQ, LK).numpy()
     if np.any(weights[masked] != 0):
         raise AssertionError(f"masked keys ({dtype} mask, 0 = padding) must get exactly 0 weight; "
                              f"largest was {np.abs(weights[masked]).max():.3g}")
@@ -111,7 +111,7 @@ def test_sdpa_padding_mask(student, dtype):
 
 @pytest.mark.task("1.1", points=1)
 def test_sdpa_masked_keys_have_no_influence(student):
-    q, k, v = rand(B, H, LQ, DH, seed=13), rand(B, H, LK, DH, seed=14), rand(B, H, LK, DH, seed=15)
+    q, k, v = rand(B, nH, LQ, DH, seed=13), rand(B, nH, LK, DH, seed=14), rand(B, nH, LK, DH, seed=15)
     mask = key_mask([3, 5], LK)
     k2, v2 = k.clone(), v.clone()
     k2[0, :, 3:], v2[0, :, 3:] = 100.0, -100.0  # garbage in padded positions
@@ -140,7 +140,7 @@ def test_sdpa_dropout_after_softmax(student):
 
 @pytest.mark.task("1.1", points=1)
 def test_sdpa_eval_mode_is_deterministic(student):
-    q, k, v = rand(B, H, LQ, DH, seed=18), rand(B, H, LK, DH, seed=19), rand(B, H, LK, DH, seed=20)
+    q, k, v = rand(B, nH, LQ, DH, seed=18), rand(B, nH, LK, DH, seed=19), rand(B, nH, LK, DH, seed=20)
     (c1, w1), (c2, w2) = sdpa(student, q, k, v, dropout=0.5, train=False, calls=2)
     assert_close(w1, reference_weights(q, k), "eval-mode weights with dropout=0.5 (no dropout in eval)")
     assert_close(c2, c1, "two eval-mode calls must agree")
@@ -232,7 +232,7 @@ def test_mha_gradients_reach_every_parameter(student):
 
 @pytest.mark.task("1.2", points=1)
 def test_mha_rejects_indivisible_width(student):
-    student.raises((ValueError, AssertionError), MHA, d_model=10, n_heads=3)
+    student.raises((ValueError, AssertionError), MHA, dim=10, num_heads=3)
 
 
 @pytest.mark.task("1.2", points=2)

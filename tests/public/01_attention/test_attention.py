@@ -57,24 +57,24 @@ def test_sdpa_mask_zeroes_padding():
 
 @pytest.mark.task("1.2")
 def test_mha_shapes():
-    mha = MultiHeadAttention(d_model=12, n_heads=3)
+    mha = MultiHeadAttention(dim=12, num_heads=3)
     out, weights = mha(torch.randn(2, 5, 12))
-    assert out.shape == (2, 5, 12), "output should be (B, L, d_model)"
-    assert weights.shape == (2, 3, 5, 5), "weights should be (B, n_heads, L, L)"
+    assert out.shape == (2, 5, 12), "output should be (B, L, dim)"
+    assert weights.shape == (2, 3, 5, 5), "weights should be (B, num_heads, L, L)"
 
 
 @pytest.mark.task("1.2")
 def test_mha_has_the_four_projections():
-    mha = MultiHeadAttention(d_model=12, n_heads=3)
+    mha = MultiHeadAttention(dim=12, num_heads=3)
     for name in ("w_q", "w_k", "w_v", "w_o"):
         layer = getattr(mha, name, None)
         assert isinstance(layer, torch.nn.Linear), f"MultiHeadAttention needs an nn.Linear called {name}"
-        assert layer.weight.shape == (12, 12), f"{name} maps d_model -> d_model"
+        assert layer.weight.shape == (12, 12), f"{name} maps dim -> dim"
 
 
 @pytest.mark.task("1.2")
 def test_mha_cross_attention_shapes():
-    mha = MultiHeadAttention(d_model=8, n_heads=2)
+    mha = MultiHeadAttention(dim=8, num_heads=2)
     out, weights = mha(torch.randn(2, 6, 8), torch.randn(2, 9, 8), torch.randn(2, 9, 8))
     assert out.shape == (2, 6, 8), "output has one row per query"
     assert weights.shape == (2, 2, 6, 9), "weights are (B, H, Lq, Lk)"
