@@ -19,7 +19,7 @@ GRADING = REPO / "grading"
 PACKAGE = "vitcourse"
 
 # Modules of the package that every week ships (no exercises in them).
-SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py")
+SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py")
 
 
 @dataclass(frozen=True)
