@@ -74,9 +74,9 @@ class ImageData:
 
     ``train`` and ``test`` yield ``(image (C, S, S) float32 in [0, 1], label 0-d int64)``. When the dataset
     is small enough (``in_memory``) the splits are also whole tensors: ``x_train`` (N, C, S, S) float32 in
-    [0, 1] and ``y_train`` (N,) int64 (likewise ``x_test``, ``y_test``); for image-folder datasets
-    (Food-101, EuroSAT, MedMNIST above 64 px) and their stand-ins these are None and images are decoded
-    (or drawn) on access.
+    [0, 1] and ``y_train`` (N,) int64 (likewise ``x_test``, ``y_test``); for the large datasets (Food-101,
+    EuroSAT, MedMNIST at 128 or 224 px) and their stand-ins these are None and images are decoded (or
+    drawn) on access.
     """
 
     train: Dataset = field(repr=False)
@@ -541,8 +541,8 @@ def _generated(kind: str, n_train: int | None, n_test: int | None, seed: int, si
         description = f"generated coloured shapes (make_shapes) as {depth}"
         classes = SHAPE_CLASSES
         if not in_memory:
-            train, test = _DrawnShapes(n_train, size, 2 * seed, channels), _DrawnShapes(n_test, size, 2 * seed + 1,
-                                                                                        channels)
+            train = _DrawnShapes(n_train, size, 2 * seed, channels)
+            test = _DrawnShapes(n_test, size, 2 * seed + 1, channels)
             return ImageData(train, test, classes, kind, ""), description
         train, test = make_shapes(n_train, size, seed=2 * seed), make_shapes(n_test, size, seed=2 * seed + 1)
         parts = train.images, train.labels, test.images, test.labels
@@ -596,7 +596,8 @@ def load_dataset(name: str, n_train: int | None = None, n_test: int | None = Non
         verbose: print the one-line ``note`` saying which data this is.
 
     Stand-ins (same image size and channels, their own classes): CIFAR-10 -> digits (10 classes);
-    Food-101, EuroSAT, MedMNIST -> shapes (8 classes), drawn on access where the real data would be.
+    Food-101, EuroSAT, MedMNIST -> shapes (8 classes), drawn on access where the real dataset is not held
+    in memory.
     """
     name = name.lower()
     if channels not in (1, 3):

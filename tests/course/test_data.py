@@ -89,9 +89,12 @@ def test_the_online_check_dials_the_dataset_host_once(name, host, monkeypatch, o
 
 
 @pytest.mark.parametrize("value, forced", [("1", True), ("yes", True), ("0", False), ("false", False), ("", False)])
-def test_vit_offline_values(value, forced, monkeypatch):
+def test_vit_offline_values(value, forced, monkeypatch, offline):
     monkeypatch.setenv("VIT_OFFLINE", value)
     assert data.forced_offline() is forced
+    assert data.online(host="example.org") is False  # the fixture refuses every connection
+    assert offline == ([] if forced else [("example.org", 443)])  # forced offline: not even tried
+    offline.clear()
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -302,6 +305,9 @@ def test_timm_checks_the_hub_host_when_not_forced_offline(monkeypatch, offline):
     _, info = load_timm("resnet18", num_classes=3)
     assert offline == [("huggingface.co", 443)] and "huggingface.co did not answer" in info.note
     offline.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub's own switch is honoured too: no connection tried
+    _, info = load_timm("resnet18", num_classes=3)
+    assert info.is_standin and "HF_HUB_OFFLINE is set" in info.note and offline == []
 
 
 def test_timm_cached_weights_load_without_network(tmp_path, capsys):
@@ -355,6 +361,7 @@ def test_transformers_offline_stand_ins():
     with torch.no_grad():
         assert model(torch.rand(1, 3, 224, 224)).last_hidden_state.shape == (1, 1 + 16 * 16, 64)  # patch 14
     model, info = load_transformers("google/vit-base-patch16-224", cls="ViTForImageClassification", num_labels=3)
+    assert (model.config.patch_size, model.config.image_size) == (16, 224)  # read from the id
     with torch.no_grad():
         assert model(torch.rand(1, 3, 224, 224)).logits.shape == (1, 3)
     with pytest.raises(WeightsUnavailable, match="no random-init stand-in"):
