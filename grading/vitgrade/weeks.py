@@ -34,7 +34,7 @@ PACKAGE = "vitcourse"
 COMMON_PROBES = TESTS / "hidden" / "common"
 
 # Modules of the package that every week ships (no exercises in them).
-SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py")
+SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py")
 
 
 @dataclass(frozen=True)
