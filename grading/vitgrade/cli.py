@@ -94,6 +94,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.submissions]
     out = Path(args.out) if args.out else None
+    if isolate.level() == "basic":
+        print(isolate.BASIC_WARNING, flush=True)
     start = time.monotonic()
     run = grade.grade_many(args.week, paths, out, args.jobs)
     results = run.results

@@ -30,6 +30,11 @@ from __future__ import annotations
 
 import os
 
+# The settings a judge passes on (an allow-list: nothing else of the grader's environment).
+NAMES = ("VITGRADE_TIMEOUT", "VITGRADE_IMPORT_TIMEOUT", "VITGRADE_TIME_SCALE", "VITGRADE_BUDGET", "VITGRADE_THREADS",
+         "VITGRADE_MEMORY_MB", "VITGRADE_CELL_TIMEOUT", "VITGRADE_NOTEBOOK_BUDGET", "VITGRADE_EXECUTE",
+         "VITGRADE_JUDGE_TIMEOUT", "VITGRADE_ISOLATION", "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
+
 
 def _float(name: str, default: float) -> float:
     try:

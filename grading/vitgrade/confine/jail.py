@@ -20,12 +20,19 @@ from pathlib import Path
 from vitgrade import settings
 from vitgrade.confine import isolate
 
+KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "MPLBACKEND", "NBGRADER_EXECUTION", "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
+KEEP_PREFIXES = ("JPY_", "JUPYTER_", "PYDEVD_")
+
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--":
         raise SystemExit("usage: python -m vitgrade.confine.jail POLICY_JSON -- CMD...")
     policy = isolate.Policy(**json.loads(argv[0]))
     cmd = argv[2:]
+    # The kernel gets an allow-list of the grader's environment, never the rest (credentials).
+    keep = {k: v for k, v in os.environ.items() if k in KEEP or k.startswith(KEEP_PREFIXES)}
+    os.environ.clear()
+    os.environ.update(keep)
     os.environ[isolate.TOKEN_ENV] = policy.token
     threads = str(settings.threads())  # oversubscribed OpenMP threads spin: one per process
     os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)

@@ -131,7 +131,7 @@ def zygote_for(week: int, address: str | None = None):
 def judge_env(address: str) -> dict[str, str]:
     """The judge's environment: the zygote's clean one, plus the grading settings."""
     env = zygote_mod.clean_env(settings.threads())
-    env.update({k: v for k, v in os.environ.items() if k.startswith(("VITGRADE_", "VIT_"))})
+    env.update({k: os.environ[k] for k in settings.NAMES if k in os.environ})
     env[zygote_mod.ENV] = address
     return env
 

@@ -6,7 +6,9 @@ the format of :mod:`vitgrade.build.mutants`, with two header lines::
     # expect: 1.1=10 1.2=1 1.3=0        (points per task that the honest part earns)
     # reason: timed out                 (substring of the one-line reason the student sees)
 
-The other header lines argue the expected score. :func:`grade_vitgrade` grades a set of entries
+An entry may start from another with ``# base: <name>`` (applied first; a file whose name starts
+with ``_`` is a base only, not an entry). The other header lines argue the expected score.
+:func:`grade_vitgrade` grades a set of entries
 (plus bystanders: the reference and the untouched stub, whose grades must not move) with
 ``vitgrade grade --jobs N`` in a subprocess; :func:`grade_nbgrader` builds the week in a
 temporary nbgrader course and runs one ``nbgrader autograde`` per student. :func:`check`
@@ -21,7 +23,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +37,12 @@ from vitgrade.judging.plugin import quoted_lines
 from vitgrade.judging.results import SuiteResult, reason
 
 ZOO_ENV = {"VITGRADE_TIME_SCALE": "0.25", "VITGRADE_TIMEOUT": "12", "VITGRADE_IMPORT_TIMEOUT": "40",
-           "VITGRADE_MEMORY_MB": "4096"}
+           "VITGRADE_MEMORY_MB": "4096", "VITGRADE_CELL_TIMEOUT": "40", "VITGRADE_NOTEBOOK_BUDGET": "100"}
+# Planted, readable by everyone, outside the checkout while the zoo is graded: what a grading
+# machine holds that student code must not see (another copy of the course, another student's
+# work, credentials, a pip cache). The marker must never reach a message or a notebook.
+DECOY_MARKER = "VITGRADE-ZOO-DECOY-SECRET"
+DECOY_ENV = "VITGRADE_ZOO_DB_PASSWORD"
 DAEMON_MARK = "vitgrade-zoo-daemon"
 
 
@@ -45,7 +54,7 @@ class Entry:
     description: str
     expect: dict[str, float]  # task -> points ({} for a plain mutant of the benchmark)
     reason: str
-    mutant: mutants.Mutant | None  # None for a bystander
+    mutant: mutants.Mutant | Chain | None  # None for a bystander
     kind: str = "solution"  # "solution" or "stub": what the patch applies to
 
     def make(self, dest: Path) -> Path:
@@ -67,18 +76,49 @@ class Outcome:
     messages: list[str] = field(default_factory=list)
 
 
-def _header(path: Path) -> tuple[dict[str, float], str]:
-    expect, reason = {}, None
+def _field(path: Path, name: str) -> str | None:
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
-            break
-        if m := re.match(r"#\s*expect:\s*(.*)", line):
-            expect = {k: float(v) for k, v in (item.split("=") for item in m.group(1).split())}
-        elif m := re.match(r"#\s*reason:\s*(.*)", line):
-            reason = m.group(1).strip()
+            return None
+        if m := re.match(rf"#\s*{name}:\s*(.*)", line):
+            return m.group(1).strip()
+    return None
+
+
+def _header(path: Path) -> tuple[dict[str, float], str]:
+    expect, reason = _field(path, "expect"), _field(path, "reason")
     if not expect or reason is None:
         raise ValueError(f"{path}: needs '# expect: 1.1=.. 1.2=..' and '# reason: ...' header lines")
-    return expect, reason
+    return {k: float(v) for k, v in (item.split("=") for item in expect.split())}, reason
+
+
+@dataclass
+class Chain:
+    """An entry's patch on top of its bases (``# base: <name>``), applied in order."""
+
+    parts: list[mutants.Mutant]
+
+    @property
+    def name(self) -> str:
+        return self.parts[-1].name
+
+    @property
+    def description(self) -> str:
+        return self.parts[-1].description
+
+    @property
+    def blocks(self) -> list[tuple[str, str]]:
+        return [b for m in self.parts for b in m.blocks]
+
+    def apply(self, package: Path) -> None:
+        for mutant in self.parts:
+            mutant.apply(package)
+
+
+def _chain(path: Path) -> Chain:
+    base = _field(path, "base")
+    parts = _chain(path.with_name(f"{base}.mutant")).parts if base else []
+    return Chain(parts + [mutants.parse(path)])
 
 
 def weeks_with_zoo() -> list[int]:
@@ -88,11 +128,11 @@ def weeks_with_zoo() -> list[int]:
 def load(week: int, only: list[str] | None = None, bystanders: bool = True) -> list[Entry]:
     entries = []
     for path in sorted(weeks.get(week).zoo_dir.glob("*.mutant")):
-        if only and path.stem not in only:
+        if path.stem.startswith("_") or only and path.stem not in only:
             continue
         expect, reason = _header(path)
-        mutant = mutants.parse(path)
-        entries.append(Entry(path.stem, mutant.description, expect, reason, mutant))
+        chain = _chain(path)
+        entries.append(Entry(path.stem, chain.description, expect, reason, chain))
     if bystanders:
         full = task_points(week)
         entries.append(Entry("bystander_reference", "the reference solution (must keep full marks)",
@@ -129,6 +169,7 @@ class PathRun:
     report: list[str]  # tampering / problems the grading command reported
     leftovers: list[int]
     repo_changes: list[str]
+    leaked: list[str] = field(default_factory=list)  # outputs that carry a decoy's secret
 
 
 def _leftovers() -> list[int]:
@@ -147,6 +188,43 @@ def _repo_guard(week: int) -> integrity.Guard:
     return integrity.Guard([info.suite_dir("hidden"), weeks.SOLUTION_PACKAGE, info.zoo_dir])
 
 
+@contextmanager
+def decoys():
+    """Plant the decoys in a fresh folder outside the checkout (world-readable), remove them after."""
+    from vitgrade.build.generate import strip_markers
+
+    top = Path(tempfile.mkdtemp(prefix="vitgrade-zoo-decoys-"))
+    reference = (weeks.SOLUTION_PACKAGE / "attention.py").read_text()
+    files = {
+        "old-course-clone/solutions/vitcourse/attention.py": reference,
+        "students-2025/bob/vitcourse/attention.py": strip_markers(reference),
+        "home/alice/.ssh/id_ed25519": f"-----BEGIN OPENSSH PRIVATE KEY----- {DECOY_MARKER}\n",
+        "home/alice/project/.env": f"API_TOKEN={DECOY_MARKER}\n",
+        "home/alice/.cache/pip/vitcourse_answers/attention.py": strip_markers(reference),
+    }
+    for rel, text in files.items():
+        (top / rel).parent.mkdir(parents=True, exist_ok=True)
+        (top / rel).write_text(text)
+    for path in [top, *top.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    saved = os.environ.get(DECOY_ENV)
+    os.environ[DECOY_ENV] = DECOY_MARKER  # the grader's own secret, e.g. a database password
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+        if saved is None:
+            os.environ.pop(DECOY_ENV, None)
+        else:
+            os.environ[DECOY_ENV] = saved
+
+
+def _leaked(folder: Path) -> list[str]:
+    """Files under ``folder`` (graded notebooks, feedback) that carry the decoy marker."""
+    return [str(p) for p in folder.rglob("*") if p.is_file() and p.suffix in (".ipynb", ".html", ".json")
+            and DECOY_MARKER in p.read_text(errors="replace")]
+
+
 def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2) -> PathRun:
     """``vitgrade grade WEEK <every entry> --jobs N --out DIR`` in a subprocess."""
     guard = _repo_guard(week)
@@ -154,9 +232,10 @@ def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2
     paths = [e.make(subs / e.name) for e in entries]
     out = workdir / "out"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "vitgrade.cli", "grade", str(week), *map(str, paths),
-                           "--jobs", str(jobs), "--out", str(out)],
-                          capture_output=True, text=True, env=_env(), stdin=subprocess.DEVNULL)
+    with decoys():
+        proc = subprocess.run([sys.executable, "-m", "vitgrade.cli", "grade", str(week), *map(str, paths),
+                               "--jobs", str(jobs), "--out", str(out), "-v"],
+                              capture_output=True, text=True, env=_env(), stdin=subprocess.DEVNULL)
     seconds = time.monotonic() - start
     outcomes = {}
     book = {}
@@ -170,7 +249,8 @@ def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2
     if proc.returncode not in (0, 1):
         report.append(f"vitgrade grade crashed (exit {proc.returncode}): {proc.stderr[-500:]}")
     time.sleep(0.5)
-    return PathRun("vitgrade", outcomes, proc.returncode, seconds, report, _leftovers(), guard.changes())
+    return PathRun("vitgrade", outcomes, proc.returncode, seconds, report, _leftovers(), guard.changes(),
+                   _leaked(out))
 
 
 def nbgrader_course(week: int, students: list[tuple[str, Entry]], course: Path) -> None:
@@ -196,7 +276,8 @@ def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2)
     try:
         nbgrader_course(week, [(e.name, e) for e in entries], course)
         start = time.monotonic()
-        report = nbp.autograde_checked(week, [e.name for e in entries], jobs, course)
+        with decoys():
+            report = nbp.autograde_checked(week, [e.name for e in entries], jobs, course)
         seconds = time.monotonic() - start
     finally:
         for k, v in saved.items():
@@ -213,7 +294,7 @@ def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2)
     exit_code = 0 if report.ok else 1
     time.sleep(0.5)
     return PathRun("nbgrader", outcomes, exit_code, seconds, report.tampering + report.problems,
-                   _leftovers(), guard.changes())
+                   _leftovers(), guard.changes(), _leaked(course / "autograded"))
 
 
 def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) -> list[str]:
@@ -241,6 +322,8 @@ def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) 
             problems.append(f"message is not one clean line: {message[:120]!r}")
         if any(line in message for line in hidden_lines):
             problems.append(f"message quotes the hidden tests: {message[:120]!r}")
+        if DECOY_MARKER in message:
+            problems.append(f"message carries a decoy secret (student code could read it): {message[:120]!r}")
     return problems
 
 
@@ -266,6 +349,9 @@ def table(week: int, entries: list[Entry], runs: list[PathRun]) -> tuple[list[st
         if run.leftovers:
             n_problems += 1
             lines.append(f"{'':<24} {run.path:<9} PROBLEM: leftover processes {run.leftovers}")
+        if run.leaked:
+            n_problems += 1
+            lines.append(f"{'':<24} {run.path:<9} PROBLEM: decoy secrets in graded output {run.leaked[:3]}")
         if run.repo_changes:
             n_problems += 1
             lines.append(f"{'':<24} {run.path:<9} PROBLEM: repository files changed {run.repo_changes[:5]}")
