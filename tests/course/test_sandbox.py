@@ -165,3 +165,39 @@ def test_wire_roundtrip(tmp_path):
     assert back["a"][:4] == [1, 2.5, None, "s"]
     assert isinstance(back["a"][4], tuple) and back["a"][4][0].tolist() == [1, 1, 1]
     assert np.isnan(back["nan"])
+
+
+def test_a_jailed_kernel_sees_its_folder_and_an_allow_listed_environment(tmp_path, monkeypatch):
+    """What vitgrade.confine.jail gives an nbgrader kernel: its notebook folder, a fresh home, no
+    other folder of the machine, none of the grader's environment variables."""
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from vitgrade.confine import isolate
+    from vitgrade.weeks import REPO
+
+    if isolate.level() == "basic":
+        pytest.skip("no namespaces on this machine")
+    folder = tmp_path / "autograded" / "alice" / "01_attention"
+    folder.mkdir(parents=True)
+    (folder / "01_attention.ipynb").write_text("{}")
+    (tmp_path / "autograded" / "bob").mkdir()
+    policy = isolate.new_policy(2048, 2**20, network=True)
+    script = ("import os, json; print(json.dumps({'top': sorted(os.listdir('/')), 'here': sorted(os.listdir('.')), "
+              "'bob': os.path.exists(%r), 'repo': os.path.exists(%r), 'env': sorted(os.environ), "
+              "'home': os.environ['HOME'], 'pid': os.getpid()}))") % (str(tmp_path / "autograded" / "bob"),
+                                                                       str(REPO / "solutions"))
+    env = dict(__import__("os").environ, GRADER_DB_PASSWORD="hunter2")
+    proc = subprocess.run([sys.executable, "-m", "vitgrade.confine.jail", json.dumps(asdict(policy)), "--",
+                           sys.executable, "-c", script], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout)
+    assert seen["here"] == ["01_attention.ipynb"]
+    assert not seen["bob"] and not seen["repo"], "another student's folder or the repository is visible"
+    assert "GRADER_DB_PASSWORD" not in seen["env"], "the grader's environment reached the kernel"
+    assert seen["home"].startswith(__import__("tempfile").gettempdir()) and seen["pid"] == 1
+    assert "home" not in seen["top"]
+    assert not __import__("os").path.exists(seen["home"]), "the kernel's home folder was left behind"
