@@ -185,10 +185,10 @@ def test_a_jailed_kernel_sees_its_folder_and_an_allow_listed_environment(tmp_pat
     (folder / "01_attention.ipynb").write_text("{}")
     (tmp_path / "autograded" / "bob").mkdir()
     policy = isolate.new_policy(2048, 2**20, network=True)
+    bob, repo = str(tmp_path / "autograded" / "bob"), str(REPO / "solutions")
     script = ("import os, json; print(json.dumps({'top': sorted(os.listdir('/')), 'here': sorted(os.listdir('.')), "
-              "'bob': os.path.exists(%r), 'repo': os.path.exists(%r), 'env': sorted(os.environ), "
-              "'home': os.environ['HOME'], 'pid': os.getpid()}))") % (str(tmp_path / "autograded" / "bob"),
-                                                                       str(REPO / "solutions"))
+              f"'bob': os.path.exists({bob!r}), 'repo': os.path.exists({repo!r}), 'env': sorted(os.environ), "
+              "'home': os.environ['HOME'], 'pid': os.getpid()}))")
     env = dict(__import__("os").environ, GRADER_DB_PASSWORD="hunter2")
     proc = subprocess.run([sys.executable, "-m", "vitgrade.confine.jail", json.dumps(asdict(policy)), "--",
                            sys.executable, "-c", script], cwd=folder, env=env, capture_output=True, text=True,
@@ -201,3 +201,25 @@ def test_a_jailed_kernel_sees_its_folder_and_an_allow_listed_environment(tmp_pat
     assert seen["home"].startswith(__import__("tempfile").gettempdir()) and seen["pid"] == 1
     assert "home" not in seen["top"]
     assert not __import__("os").path.exists(seen["home"]), "the kernel's home folder was left behind"
+
+
+def test_the_zygote_relays_exit_status_and_kills_an_abandoned_child(root, zygote):
+    """The zygote is the workers' parent: it reports how one ended, and a child whose requester
+    went away (a judge that died) is killed, not left running."""
+    import os
+    import time
+
+    with Sandbox(root, ["vitcourse.box"], timeout=3, memory_mb=4096, zygote=zygote) as box:
+        call(box, "ok")
+        child = box._child
+        box._req.close()  # what a dead judge leaves: no more requests; the worker's loop ends
+        assert child.wait(10) == 0
+        call(box, "ok")  # a fresh worker for the next call
+        pid = box._child.pid
+        box._child.close()  # the requester lets go without asking for an exit
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alive = os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+        assert not alive, "the zygote left an abandoned worker running"
+        box._child = None
