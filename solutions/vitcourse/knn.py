@@ -53,7 +53,8 @@ def knn_predict(train_features: Tensor, train_labels: Tensor, test_features: Ten
     if not 1 <= k <= available:
         raise ValueError(f"k={k}, but each query has {available} candidate neighbours")
     if exclude_self and num_queries != num_bank:
-        raise ValueError(f"exclude_self needs the queries to be the bank: {num_queries} queries, {num_bank} in the bank")
+        raise ValueError(f"exclude_self needs the queries to be the bank: {num_queries} queries, "
+                         f"{num_bank} bank entries")
     num_classes = int(train_labels.max()) + 1 if num_classes is None else num_classes
     bank = F.normalize(train_features.float(), dim=-1)  # (N, D)
     queries = F.normalize(test_features.float(), dim=-1)  # (M, D)
