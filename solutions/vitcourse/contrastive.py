@@ -63,8 +63,9 @@ def clip_loss(image_features: Tensor, text_features: Tensor, temperature: float 
     if image_features.shape[0] != text_features.shape[0]:
         raise ValueError(f"{image_features.shape[0]} images but {text_features.shape[0]} texts: "
                          "the loss needs one text per image")
-    if float(temperature) <= 0:
-        raise ValueError(f"the temperature must be positive, got {float(temperature)}")
+    value = float(temperature.detach()) if isinstance(temperature, Tensor) else float(temperature)
+    if not value > 0:
+        raise ValueError(f"the temperature must be positive, got {value}")
     logits = clip_logits(image_features, text_features, temperature)  # (B, B)
     labels = torch.arange(logits.shape[0], device=logits.device)  # pair i sits on the diagonal
     image_to_text = F.cross_entropy(logits, labels)  # each image picks its text among B

@@ -207,8 +207,8 @@ class FakeClip:
         self.table = table
 
     def encode_text(self, texts, normalize: bool = False) -> torch.Tensor:
-        out = torch.stack([self.table[t] for t in texts])
-        return F.normalize(out, dim=-1) if normalize else out
+        embeddings = torch.stack([self.table[t] for t in texts])  # (n, E)
+        return F.normalize(embeddings, dim=-1) if normalize else embeddings
 
     @staticmethod
     def tokenizer(texts):
