@@ -56,8 +56,8 @@ def clip_loss(image_features: Tensor, text_features: Tensor, temperature: float 
         + the same for the transposed logits) / 2.
 
     Raises:
-        ValueError: when the two batches differ in size (pairs need one text per image), or
-            when the temperature is not positive.
+        ValueError: when the two batches differ in size (pairs need one text per image; the
+            message names both sizes), or when the temperature is not positive.
     """
     ### BEGIN SOLUTION [Week 5 · Task 5.1]
     if image_features.shape[0] != text_features.shape[0]:

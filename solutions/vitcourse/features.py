@@ -25,7 +25,7 @@ def extract_features(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
 
     Args:
         model: the network; it is put in eval mode, and every forward pass runs under
-            ``torch.no_grad()``.
+            ``torch.no_grad()``, one call of ``embed`` per batch the loader yields.
         loader: yields ``(images (b, C, H, W), labels (b,))`` batches (a DataLoader, shuffled or not;
             the last batch may be smaller).
         embed: what turns a batch of images into features, (b, C, H, W) -> (b, D); None means

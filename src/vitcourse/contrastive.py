@@ -52,7 +52,7 @@ def clip_loss(image_features: Tensor, text_features: Tensor, temperature: float 
         + the same for the transposed logits) / 2.
 
     Raises:
-        ValueError: when the two batches differ in size (pairs need one text per image), or
-            when the temperature is not positive.
+        ValueError: when the two batches differ in size (pairs need one text per image; the
+            message names both sizes), or when the temperature is not positive.
     """
     raise NotImplementedError('Week 5 · Task 5.1: implement clip_loss in src/vitcourse/contrastive.py')
