@@ -21,8 +21,8 @@
 # `zeroshot.py` (5.3), `knn.py` (5.4) and `probe.py` (5.5). None of them needs pretrained weights.
 #
 # **Where the numbers come from.** Pretrained CLIP and DINOv2 weights are hundreds of megabytes and
-# this notebook must also run offline. So the first half trains two *tiny* models here, in about a
-# minute on a CPU: a small supervised ViT (your Week 2 `VisionTransformer`) and a tiny CLIP, both on
+# this notebook must also run offline. So the first half trains two *tiny* models here, in a minute
+# or so on a CPU (the cell prints how long): a small supervised ViT (your Week 2 `VisionTransformer`) and a tiny CLIP, both on
 # generated coloured shapes, the CLIP one on captions and with *your* loss. Every accuracy in sections
 # 2 to 7 is about these tiny models on this toy data. Section 8 repeats the comparison with the real
 # pretrained CLIP, DINOv2 and a supervised ViT when their weights are on this machine; without them it
