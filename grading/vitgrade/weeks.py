@@ -154,6 +154,21 @@ WEEKS: dict[int, Week] = {
         sample_mutant="post_norm",
         references=("timm",),
     ),
+    5: Week(
+        number=5,
+        slug="clip_dino",
+        title="CLIP and DINOv2: contrastive and self-supervised features",
+        modules=("contrastive.py", "features.py", "zeroshot.py", "knn.py", "probe.py"),
+        tasks=(
+            Task("5.1", "The symmetric InfoNCE (CLIP) loss"),
+            Task("5.2", "Frozen features: a batched, no-grad extraction loop"),
+            Task("5.3", "Zero-shot classification from prompt templates"),
+            Task("5.4", "The temperature-weighted k-NN classifier of DINO"),
+            Task("5.5", "The linear probe"),
+        ),
+        sample_mutant="average_without_renormalising",
+        references=("open_clip",),
+    ),
 }
 
 
