@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+
 from vitgrade import settings, weeks
 from vitgrade.autograde import nbtrust
 from vitgrade.confine import isolate

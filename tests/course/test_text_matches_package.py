@@ -5,6 +5,7 @@ import importlib.util
 import re
 
 import pytest
+
 from vitgrade import weeks
 
 TEXTS = sorted([*weeks.SOLUTION_NOTEBOOKS.glob("*.py"), *weeks.WEEKS_DIR.glob("*/README.md"),

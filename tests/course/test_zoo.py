@@ -16,6 +16,7 @@ for a faster local loop; CI grades everything through both paths.
 import os
 
 import pytest
+
 from vitgrade import weeks
 from vitgrade.build import mutants
 from vitgrade.build.generate import task_points

@@ -36,6 +36,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbformat.notebooknode import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+
 from vitgrade import settings, weeks
 from vitgrade.confine import isolate
 from vitgrade.judging import integrity, judge

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+
 from vitgrade import weeks
 from vitgrade.autograde import nbtrust
 from vitgrade.build import generate, mutants, submissions

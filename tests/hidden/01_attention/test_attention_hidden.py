@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vitgrade.hidden import assert_close, rand, source
 
 SDPA = "attention.ScaledDotProductAttention"
