@@ -14,7 +14,9 @@ What each number means:
   softmax, activations, additions, biases and data movement (rolls, permutes, copies) are not
   counted. Papers often quote multiply-adds as "FLOPs" (Swin-T: "4.5G"); this is twice that.
 * **latency**: wall-clock seconds of one forward pass (``torch.no_grad``, eval mode), the median of
-  ``repeats`` runs after ``warmup`` runs; on a GPU the device is synchronised around each run.
+  ``repeats`` runs after ``warmup`` runs; on a GPU the device is synchronised around each run. Next
+  to it, on the CPU, the process CPU seconds of the same passes (all threads together), which a
+  busy shared machine inflates less than the wall clock.
 * **peak memory**: the most memory the forward pass had allocated at any one time beyond what was
   allocated before it (activations and temporaries; the weights and the input are not included).
   On CUDA, from ``torch.cuda.max_memory_allocated``; on the CPU, by :class:`PeakMemory`, which
@@ -114,20 +116,29 @@ def peak_memory(model: nn.Module, *inputs: Tensor) -> int:
     return int(tracker.peak)
 
 
-def latency(model: nn.Module, *inputs: Tensor, repeats: int = 3, warmup: int = 1) -> list[float]:
-    """Seconds of each of ``repeats`` timed forward passes (no_grad), after ``warmup`` untimed ones."""
+def timed_passes(model: nn.Module, *inputs: Tensor, repeats: int = 3, warmup: int = 1
+                 ) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each of ``repeats`` forward passes (no_grad), after
+    ``warmup`` untimed ones. CPU seconds add up every thread of this process (a busy-waiting
+    OpenMP thread counts too); on a shared machine they are the steadier of the two numbers."""
     device = inputs[0].device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    times = []
+    walls, cpus = [], []
     with torch.no_grad():
         for i in range(warmup + repeats):
             sync()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             model(*inputs)
             sync()
             if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return times
+                walls.append(time.perf_counter() - start)
+                cpus.append(time.process_time() - cpu_start)
+    return walls, cpus
+
+
+def latency(model: nn.Module, *inputs: Tensor, repeats: int = 3, warmup: int = 1) -> list[float]:
+    """Wall-clock seconds of each of ``repeats`` timed forward passes (no_grad), after ``warmup`` untimed ones."""
+    return timed_passes(model, *inputs, repeats=repeats, warmup=warmup)[0]
 
 
 @dataclass(frozen=True)
@@ -139,8 +150,10 @@ class Profile:
     device: str
     params: int
     flops: int  # one forward pass of the whole batch
-    latency_s: float  # median
+    latency_s: float  # median wall-clock seconds of one pass
     peak_memory_bytes: int
+    cpu_s: float = float("nan")  # median process CPU seconds of one pass (all threads)
+    threads: int = 1  # torch.get_num_threads() during the measurement
 
     @property
     def batch(self) -> int:
@@ -168,18 +181,19 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...], name: str = "",
     images = torch.randn(*input_size, device=device)
     flops = count_flops(model, images)
     memory = peak_memory(model, images)
-    seconds = statistics.median(latency(model, images, repeats=repeats, warmup=warmup))
+    walls, cpus = timed_passes(model, images, repeats=repeats, warmup=warmup)
     return Profile(name or type(model).__name__, tuple(input_size), str(device), count_params(model), flops,
-                   seconds, memory)
+                   statistics.median(walls), memory, statistics.median(cpus), torch.get_num_threads())
 
 
 def format_profiles(rows: list[Profile]) -> str:
     """A plain-text table of profiles, one line each."""
-    head = (f"{'model':<26} {'input':>16} {'device':>6} {'params':>8} {'GFLOPs/img':>10} {'latency':>10} "
-            f"{'img/s':>8} {'peak mem':>9}")
+    head = (f"{'model':<18} {'input':>13} {'device':>6} {'threads':>7} {'params':>8} {'GFLOPs/img':>10} "
+            f"{'latency':>10} {'CPU/pass':>10} {'img/s':>8} {'peak mem':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.name:<26} {'x'.join(map(str, r.input_size)):>16} {r.device:>6} {r.params / 1e6:>7.2f}M "
-                     f"{r.gflops_per_image:>10.3f} {r.latency_s * 1e3:>8.1f}ms {r.images_per_second:>8.1f} "
-                     f"{r.peak_memory_bytes / 2**20:>7.1f}MiB")
+        cpu = f"{r.cpu_s * 1e3:>8.1f}ms" if r.device == "cpu" else f"{'-':>10}"
+        lines.append(f"{r.name:<18} {'x'.join(map(str, r.input_size)):>13} {r.device:>6} {r.threads:>7} "
+                     f"{r.params / 1e6:>7.2f}M {r.gflops_per_image:>10.3f} {r.latency_s * 1e3:>8.1f}ms {cpu} "
+                     f"{r.images_per_second:>8.1f} {r.peak_memory_bytes / 2**20:>7.1f}MiB")
     return "\n".join(lines)

@@ -55,3 +55,4 @@ def test_latency_and_profile_row():
     row = profile_model(mlp(), (5, 8), name="mlp", repeats=2)
     assert (row.params, row.flops, row.peak_memory_bytes) == (212, 1920, 640)
     assert row.batch == 5 and row.images_per_second == pytest.approx(5 / row.latency_s)
+    assert row.cpu_s > 0 and row.threads == torch.get_num_threads()
