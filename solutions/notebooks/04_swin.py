@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from timm.models import swin_transformer as timm_swin
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from vitcourse.attention import ScaledDotProductAttention
@@ -536,6 +537,11 @@ grade_task("4.7")
 # process CPU time, which a busy shared machine inflates less), and the peak memory the forward
 # pass allocates. Both timm models are randomly initialised: cost does not depend on the weights.
 # Timings depend on the machine, its load and torch's thread count; compare rows of one run only.
+# One trap the profiler handles for you: on the CPU, timm's ViT calls the fused
+# `F.scaled_dot_product_attention`, whose CPU kernel this PyTorch's `FlopCounterMode` has no formula
+# for (pytorch/pytorch#195460), so a bare `FlopCounterMode` counts ViT-S's attention products as 0 on
+# the CPU (and correctly on a GPU). `vitcourse.profiling` adds the formula; the last line of the cell
+# shows the difference.
 
 # %%
 REPEATS = SCALE.pick(smoke=2, full=10)
@@ -553,6 +559,11 @@ if DEVICE.type == "cuda":  # FULL on a GPU: throughput and memory at a realistic
 else:
     print("no GPU here: the GPU rows (throughput and memory at a large batch) run where torch.cuda is available")
 print(format_profiles(rows))
+with torch.no_grad(), FlopCounterMode(display=False) as bare:
+    vit_s(torch.randn(1, 3, 224, 224))
+print(f"ViT-S/16 on the CPU: a bare FlopCounterMode counts {bare.get_total_flops() / 1e9:.2f} GFLOPs, the profiler "
+      f"{rows[0].flops / 1e9:.2f}: the fused attention's {(rows[0].flops - bare.get_total_flops()) / 1e9:.2f} GFLOPs "
+      "are missing from the bare count")
 
 # %%
 stage_shapes = []
@@ -566,6 +577,13 @@ print("Swin-T feature pyramid (B, H, W, C):", " -> ".join(str(s) for s in stage_
 print(f"ViT-S/16: {(224 // 16) ** 2 + 1} tokens of width {vit_s.embed_dim} in every one of its {len(vit_s.blocks)} blocks")
 
 # %% [markdown]
+# Read the memory column with care: it compares implementations as much as architectures. timm's
+# ViT calls the fused `F.scaled_dot_product_attention`, which never stores the (T x T) score matrix;
+# timm's Swin (and yours) computes the window attention explicitly, storing every window's scores
+# (timm keeps its fused Swin path behind an experimental flag). Latency, too, follows the
+# implementation: Swin's rolls, partitions and permutes are memory traffic that no FLOP count sees
+# (the point of the EfficientViT reading).
+#
 # ### Attention cost against image size
 #
 # One attention layer (width 96, 3 heads), on the tokens of 4 x 4-pixel patches, counted by

@@ -10,7 +10,9 @@ What each number means:
 
 * **params**: every parameter of the model (trainable or not), counted once.
 * **flops**: what ``torch.utils.flop_counter.FlopCounterMode`` counts for one forward pass of the
-  whole batch: every matrix product and convolution at 2 FLOPs per multiply-add. Normalisation,
+  whole batch: every matrix product and convolution at 2 FLOPs per multiply-add, plus the two
+  products of a fused ``F.scaled_dot_product_attention`` on the CPU, which this PyTorch's counter
+  misses (see ``EXTRA_FLOP_FORMULAS``). Normalisation,
   softmax, activations, additions, biases and data movement (rolls, permutes, copies) are not
   counted. Papers often quote multiply-adds as "FLOPs" (Swin-T: "4.5G"); this is twice that.
 * **latency**: wall-clock seconds of one forward pass (``torch.no_grad``, eval mode), the median of
@@ -37,8 +39,21 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 from torch.utils.weak import WeakIdKeyDictionary
+
+
+def _fused_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """Q K^T and weights @ V of a fused attention kernel, from the (B, nH, L, Dh) shapes."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# On the CPU, F.scaled_dot_product_attention runs the kernel _scaled_dot_product_flash_attention_for_cpu,
+# for which this PyTorch has no FLOP formula (pytorch/pytorch#195460): FlopCounterMode would count a timm
+# ViT's attention products as 0 on the CPU and correctly on a GPU. Count it like the GPU kernels.
+_CPU_SDPA = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+EXTRA_FLOP_FORMULAS = ({_CPU_SDPA: _fused_attention_flops}
+                       if _CPU_SDPA is not None and _CPU_SDPA not in flop_registry else {})
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -54,7 +69,7 @@ def count_flops(model: nn.Module, *inputs: Tensor, by_operator: bool = False) ->
     Inputs on the ``meta`` device (and a model moved there) give the count without computing
     anything: the way to measure a model at a size too large to run.
     """
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
     with torch.no_grad(), counter:
         model(*inputs)
     if not by_operator:

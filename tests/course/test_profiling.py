@@ -32,6 +32,14 @@ def test_flops_by_hand():
     assert flops == {"bmm": 2 * 3 * 2 * (2 * 10 * 7 * 4)}, flops
 
 
+def test_flops_of_fused_attention_on_the_cpu():
+    """F.scaled_dot_product_attention runs a CPU kernel FlopCounterMode has no formula for
+    (pytorch/pytorch#195460); the profiler counts its two products like the GPU kernels."""
+    q, k, v = torch.randn(2, 3, 10, 4), torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 4)
+    fused = lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
+    assert count_flops(fused, q, k, v) == 2 * 3 * 2 * (2 * 10 * 7 * 4)
+
+
 def test_flops_on_meta_tensors_cost_nothing_and_agree():
     big = nn.Linear(4096, 4096, device="meta")
     assert count_flops(big, torch.empty(10_000, 4096, device="meta")) == 2 * 10_000 * 4096 * 4096
