@@ -225,15 +225,6 @@ class WindowAttention(nn.Module):
 
 
 # ---------------------------------------------------------------------------- Task 4.4: the shift mask
-def _axis_regions(size: int, window: int, shift: int) -> tuple[slice, ...]:
-    """The regions of one axis of a map rolled by -shift: a shifted window can straddle at most
-    the border at size - window (two windows apart: never in one window) and the seam at
-    size - shift, where content from the far side of the image wrapped around."""
-    if shift == 0:
-        return (slice(0, size),)
-    return slice(0, size - window), slice(size - window, size - shift), slice(size - shift, size)
-
-
 def shift_region_labels(input_resolution: tuple[int, int], window_size: WindowSize,
                         shift_size: WindowSize) -> Tensor:
     """Label the regions of the cyclically shifted map: tokens may attend to each other only
@@ -266,10 +257,18 @@ def shift_region_labels(input_resolution: tuple[int, int], window_size: WindowSi
         raise ValueError(f"shift {sh}x{sw} must satisfy 0 <= shift < window ({wh}x{ww})")
     if height % wh or width % ww:
         raise ValueError(f"feature map {height}x{width} (H x W) is not divisible into {wh}x{ww} windows")
+
+    def bands(size: int, window: int, shift: int) -> list[slice]:
+        # The seam at size - shift separates wrapped-around content from the rest; the border at
+        # size - window only separates tokens that never share a window, as in the original code.
+        if shift == 0:
+            return [slice(0, size)]
+        return [slice(0, size - window), slice(size - window, size - shift), slice(size - shift, size)]
+
     labels = torch.zeros(height, width, dtype=torch.long)
     count = 0
-    for rows in _axis_regions(height, wh, sh):
-        for cols in _axis_regions(width, ww, sw):
+    for rows in bands(height, wh, sh):
+        for cols in bands(width, ww, sw):
             labels[rows, cols] = count
             count += 1
     return labels
@@ -281,7 +280,7 @@ def shifted_window_mask(input_resolution: tuple[int, int], window_size: WindowSi
     """The additive attention mask of SW-MSA, one (N, N) matrix per window of the shifted map.
 
     Args:
-        input_resolution: (H, W), larger than the window along every shifted axis.
+        input_resolution: (H, W) (the block only shifts along an axis larger than the window).
         window_size: ws, an int or (wh, ww).
         shift_size: S, an int or (sh, sw) (0 <= s < window side).
 

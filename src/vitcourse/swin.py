@@ -165,15 +165,6 @@ class WindowAttention(nn.Module):
 
 
 # ---------------------------------------------------------------------------- Task 4.4: the shift mask
-def _axis_regions(size: int, window: int, shift: int) -> tuple[slice, ...]:
-    """The regions of one axis of a map rolled by -shift: a shifted window can straddle at most
-    the border at size - window (two windows apart: never in one window) and the seam at
-    size - shift, where content from the far side of the image wrapped around."""
-    if shift == 0:
-        return (slice(0, size),)
-    return slice(0, size - window), slice(size - window, size - shift), slice(size - shift, size)
-
-
 def shift_region_labels(input_resolution: tuple[int, int], window_size: WindowSize,
                         shift_size: WindowSize) -> Tensor:
     """Label the regions of the cyclically shifted map: tokens may attend to each other only
@@ -206,7 +197,7 @@ def shifted_window_mask(input_resolution: tuple[int, int], window_size: WindowSi
     """The additive attention mask of SW-MSA, one (N, N) matrix per window of the shifted map.
 
     Args:
-        input_resolution: (H, W), larger than the window along every shifted axis.
+        input_resolution: (H, W) (the block only shifts along an axis larger than the window).
         window_size: ws, an int or (wh, ww).
         shift_size: S, an int or (sh, sw) (0 <= s < window side).
 

@@ -86,6 +86,7 @@ def test_window_functions_reject_indivisible_maps(student):
         raise AssertionError(f"the error should name the map size that does not divide; it says: {reason}")
     student.raises(ValueError, "swin.window_partition", rand(1, 8, 10, 2), 4)
     student.raises(ValueError, "swin.window_reverse", rand(4, 4, 4, 2), 4, 8, 10)
+    student.raises(ValueError, "swin.window_reverse", rand(5, 4, 4, 2), 4, 8, 8)  # 5 windows, 4 per map
 
 
 # ---------------------------------------------------------------- Task 4.2: relative positions
@@ -192,9 +193,10 @@ def test_shift_region_labels(student, resolution, window, shift):
 
 
 @pytest.mark.task("4.4", points=1)
-def test_shift_mask_rejects_bad_shifts(student):
+def test_shift_mask_rejects_bad_arguments(student):
     student.raises(ValueError, "swin.shifted_window_mask", (8, 8), 4, 4)
     student.raises(ValueError, "swin.shifted_window_mask", (8, 8), 4, -1)
+    student.raises(ValueError, "swin.shift_region_labels", (10, 8), 4, 2)
 
 
 # ---------------------------------------------------------------- Task 4.5: the block
@@ -275,7 +277,9 @@ def test_patch_merging_matches_timm(student, out_dim):
 @pytest.mark.task("4.6", points=1)
 def test_patch_merging_rejects_odd_maps(student):
     merge = student.module("swin.PatchMerging", init=dict(dim=4))
-    student.raises(ValueError, merge, rand(1, 7, 8, 4))
+    reason = student.raises(ValueError, merge, rand(1, 7, 8, 4))
+    if "7" not in reason:
+        raise AssertionError(f"the error should name the odd size (7x8); it says: {reason}")
     student.raises(ValueError, merge, rand(1, 8, 5, 4))
 
 
