@@ -34,7 +34,7 @@ PACKAGE = "vitcourse"
 COMMON_PROBES = TESTS / "hidden" / "common"
 
 # Modules of the package that every week ships (no exercises in them).
-SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py")
+SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py", "profiling.py")
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,23 @@ WEEKS: dict[int, Week] = {
             Task("2.5", "Cost accounting: tokens, parameters, FLOPs"),
         ),
         sample_mutant="post_norm",
+        references=("timm",),
+    ),
+    4: Week(
+        number=4,
+        slug="swin",
+        title="Swin Transformer: windows, shifted windows and a hierarchy",
+        modules=("swin.py",),
+        tasks=(
+            Task("4.1", "window_partition and window_reverse"),
+            Task("4.2", "The relative position index and bias"),
+            Task("4.3", "WindowAttention: Week 1 attention with a relative position bias and a mask"),
+            Task("4.4", "The shifted-window mask"),
+            Task("4.5", "SwinTransformerBlock: W-MSA and SW-MSA"),
+            Task("4.6", "PatchMerging"),
+            Task("4.7", "A small hierarchical SwinTransformer"),
+        ),
+        sample_mutant="no_reverse_roll",
         references=("timm",),
     ),
     5: Week(
