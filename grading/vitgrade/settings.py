@@ -18,6 +18,8 @@ VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebo
                                     score is the same verdict, the autograded notebook keeps no
                                     outputs except the graded cells' (about 2x the throughput)
 VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
+VITGRADE_NOTEBOOK_MB       64       a submitted notebook larger than this is not read (it is
+                                    almost all saved output); the release notebook stands in
 VITGRADE_ISOLATION         (probe)  force 'basic' / 'userns' / 'root' (see vitgrade.isolate)
 =========================  =======  ==========================================================
 
@@ -79,3 +81,7 @@ def execute_notebook() -> bool:
 
 def judge_timeout() -> float:
     return _float("VITGRADE_JUDGE_TIMEOUT", 900)
+
+
+def notebook_mb() -> float:
+    return _float("VITGRADE_NOTEBOOK_MB", 64)
