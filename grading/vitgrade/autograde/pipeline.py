@@ -224,7 +224,8 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
     report = AutogradeReport(runs, tampering=guard.changes())
     for student, run in runs.items():
         verdict = run.verdict
-        report.notebooks[student] = list((verdict or {}).get("notebook", located[student].notes))
+        said = list((verdict or {}).get("notebook", []))  # the exporter repeats the orchestrator's lines
+        report.notebooks[student] = [n for n in located[student].notes if n not in said] + said
         if run.returncode != 0 or verdict is None:
             reason = (verdict or {}).get("error") or one_line(run.output.strip().splitlines()[-1]
                                                              if run.output.strip() else "no output")
