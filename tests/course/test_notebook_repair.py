@@ -6,8 +6,11 @@ to end, one per mechanism (repair inside nbgrader: a deleted and a pasted autogr
 unreadable file: invalid JSON; the orchestrator's staging: no notebook), with
 ``VITGRADE_EXECUTE=none`` because the kernel plays no part in these cases.
 
-Measured on 2 busy cores (issue 16's closing note): the whole file, CPU and wall time, is quoted
-there. The full zoo of notebook entries through both paths is ``vitgrade zoo NAME...``.
+CI cost, measured on the shared 2-core machine (load average 4-5 from other jobs): the whole file
+49-57 s wall, 30 s CPU (user + sys); the unit tests alone 8 s CPU, the nbgrader batch (build,
+4 students, export, feedback) 35 s CPU. The full zoo of notebook entries through both paths (11 per
+week, the notebooks re-run) is ``vitgrade zoo --week N NAME...``: Week 1 took 78 s (vitgrade) and
+293 s (nbgrader), Week 2 41 s and 408 s, under the same load.
 """
 
 import copy
