@@ -52,12 +52,20 @@ from vitgrade.confine import isolate
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, one_line, task_report
 
-VERDICT_FD_ENV = "VITGRADE_VERDICT_FD"
-EXPECT_ENV = "VITGRADE_EXPECT_DIGEST"
+VERDICT_FD_ENV = "VITGRADE_VERDICT_FD"  # one JSON line per student graded by this process
+EXPECT_ENV = "VITGRADE_EXPECT_DIGEST"  # JSON: student -> digest of the submitted modules
 TESTS_ENV = "VITGRADE_TESTS_DIGEST"  # digest of source/<assignment>/hidden_tests when the batch started
 KERNEL_FSIZE = 64 * 2**20
 NOT_RUN = ("[This notebook was not re-run at grading (VITGRADE_EXECUTE=none). Your score comes from "
            "the hidden tests, run on your package outside the notebook; see the graded cells.]\n")
+
+
+def per_student(env: str, student: str):
+    """This student's value of a JSON map the orchestrator passed in ``env`` (None if absent)."""
+    try:
+        return json.loads(os.environ.get(env, "{}")).get(student)
+    except (json.JSONDecodeError, AttributeError):
+        return None
 
 
 def modules_digest(week: weeks.Week, files: dict[str, bytes]) -> str:
@@ -107,7 +115,7 @@ class TrustedExecute(Execute):
         week = weeks.by_assignment(info["assignment"])
         snapshot = integrity.Snapshot.take(here / weeks.PACKAGE, origin=info["student"])
         tampering = []
-        expected = os.environ.get(EXPECT_ENV)
+        expected = per_student(EXPECT_ENV, info["student"])
         if expected and expected != modules_digest(week, snapshot.files):
             tampering.append(f"{info['student']}'s submitted modules changed after collection")
         trusted = {"snapshot": snapshot, "week": week.number, "tampering": tampering, "kernel": "",
@@ -184,15 +192,15 @@ class TrustedVerdict(NbGraderPreprocessor):
         ]
 
     def _deliver(self, verdict: dict, course: Path) -> None:
-        text = json.dumps(verdict, indent=1)
         folder = course / ".vitgrade" / "verdicts" / verdict["assignment"]
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{verdict['student']}.json").write_text(text)
+        (folder / f"{verdict['student']}.json").write_text(json.dumps(verdict, indent=1))
         fd = os.environ.get(VERDICT_FD_ENV)
-        if fd:
+        if fd:  # one line per student: this process may grade several
             try:
-                with os.fdopen(int(fd), "w", closefd=True) as pipe:
-                    pipe.write(text)
+                data = (json.dumps(verdict) + "\n").encode()
+                while data:
+                    data = data[os.write(int(fd), data):]
             except OSError as exc:
                 self.log.error("could not send the verdict to the orchestrator: %s", exc)
 
@@ -219,7 +227,7 @@ class RepairingExporter(NotebookExporter):
             raise RuntimeError(f"the release notebook is needed to check submissions ({exc}): "
                                "run nbgrader generate_assignment") from exc
         nb, notes = repair.load(path, release)
-        notes = repair.orchestrator_notes(os.environ) + notes
+        notes = [str(n) for n in per_student(repair.NOTES_ENV, info["student"]) or []] + notes
         for note in notes:
             self.log.warning("notebook repaired for %s: %s", info["student"], note)
         return self.from_notebook_node(repair.annotate(nb, notes), resources=resources, **kw)

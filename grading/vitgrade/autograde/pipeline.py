@@ -146,35 +146,59 @@ class AutogradeReport:
         return lines
 
 
-def _autograde_one(assignment: str, student: str, digest: str, course: Path, tests: str,
-                   zygote: str, located: repair.Located) -> NbgraderRun:
-    """One student's ``nbgrader autograde``; a submission whose notebook was renamed or is missing is
-    graded from its staged copy (:data:`STAGED`), and the student is told why (``located.notes``)."""
+def _autograde_batch(assignment: str, students: list[str], digests: dict[str, str], course: Path, tests: str,
+                     zygote: str, located: dict[str, repair.Located]) -> dict[str, NbgraderRun]:
+    """One ``nbgrader autograde`` process for ``students`` (nbgrader walks them in turn; one that
+    fails does not stop the others). Each student's verdict comes back as one line on a private
+    pipe. Submissions whose notebook was renamed or is missing are graded from their staged copy
+    (:data:`STAGED`), which needs a process of their own; the student is told why
+    (``located.notes``)."""
     reader = PipeReader()
-    args = ["autograde", assignment, "--student", student, "--force"]
-    env = {nbtrust.VERDICT_FD_ENV: str(reader.fd), nbtrust.EXPECT_ENV: digest, nbtrust.TESTS_ENV: tests,
-           ZYGOTE_ENV: zygote, repair.NOTES_ENV: json.dumps(located.notes)}
-    if located.moved:
+    args = ["autograde", assignment, "--force"]
+    if len(students) == 1:
+        args += ["--student", students[0]]
+    else:  # nbgrader selects with a pattern and an exclusion list: everyone else in submitted/
+        others = sorted({p.name for p in (course / "submitted").iterdir()} - set(students))
+        args += ["--student", "*"] + ([f"--CourseDirectory.student_id_exclude={','.join(others)}"] if others else [])
+    if any(located[s].moved for s in students):
         args.append(f"--CourseDirectory.submitted_directory={STAGED}")
+    env = {nbtrust.VERDICT_FD_ENV: str(reader.fd), nbtrust.TESTS_ENV: tests, ZYGOTE_ENV: zygote,
+           nbtrust.EXPECT_ENV: json.dumps({s: digests[s] for s in students}),
+           repair.NOTES_ENV: json.dumps({s: located[s].notes for s in students})}
     try:
         run = nbgrader(*args, course=course, env_extra=env, pass_fds=(reader.fd,))
     finally:
         reader.close_writer()
-    data = reader.read()
-    try:
-        run.verdict = json.loads(data) if data else None
-    except json.JSONDecodeError:
-        run.verdict = None
-    return run
+    verdicts = {}
+    for line in reader.read().decode(errors="replace").splitlines():
+        try:
+            verdict = json.loads(line)
+            verdicts[verdict["student"]] = verdict
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    runs = {}
+    for student in students:  # a student without a verdict was not graded: the batch's exit says why
+        code = run.returncode if student not in verdicts else 0
+        runs[student] = NbgraderRun(run.command, code, run.seconds, run.output, verdicts.get(student))
+    return runs
+
+
+def batches(students: list[str], located: dict[str, repair.Located], jobs: int) -> list[list[str]]:
+    """``jobs`` batches of about equal size (one nbgrader start-up each, instead of one per student),
+    and a batch of one for each staged submission. Student ids with a comma cannot be excluded by
+    nbgrader's list, so they get a batch of their own too."""
+    alone = [[s] for s in students if located[s].moved or "," in s]
+    rest = [s for s in students if [s] not in alone]
+    n = max(1, min(jobs, len(rest)))
+    return [rest[i::n] for i in range(n) if rest[i::n]] + alone
 
 
 def autograde(number: int, students: list[str], jobs: int = 2, course: Path = COURSE
               ) -> dict[str, NbgraderRun]:
-    """One ``nbgrader autograde --student`` process per student, ``jobs`` at a time.
-
-    nbgrader's own autograde is sequential; one process per student against one sqlite
-    gradebook is safe at 2 processes (for more graders, use Postgres: see grading/DEPLOYMENT.md).
-    Each process sends its trusted verdict (:mod:`vitgrade.nbtrust`) through a private pipe.
+    """``jobs`` ``nbgrader autograde`` processes at a time, each grading a batch of students in turn
+    (:func:`batches`). Two processes against one sqlite gradebook are safe (for more graders, use
+    Postgres: see grading/DEPLOYMENT.md). Each process sends one trusted verdict per student
+    (:mod:`vitgrade.autograde.nbtrust`) through a private pipe.
     """
     return autograde_checked(number, students, jobs, course).runs
 
@@ -217,9 +241,13 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
     located = _locate_notebooks(week, students, course)
     try:
         with Zygote(preload=week.references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            runs = dict(zip(students, pool.map(
-                lambda s: _autograde_one(assignment, s, digests[s], course, tests, zygote.address, located[s]),
-                students)))
+            graded = pool.map(lambda batch: _autograde_batch(assignment, batch, digests, course, tests,
+                                                             zygote.address, located),
+                              batches(students, located, jobs))
+            runs = {}
+            for batch_runs in graded:
+                runs.update(batch_runs)
+            runs = {s: runs[s] for s in students}
     finally:
         shutil.rmtree(course / STAGED, ignore_errors=True)
     report = AutogradeReport(runs, tampering=guard.changes())

@@ -40,7 +40,7 @@ from nbformat.v4.nbbase import random_cell_id
 from vitgrade import settings, weeks
 from vitgrade.judging.results import one_line
 
-NOTES_ENV = "VITGRADE_NOTEBOOK_NOTES"  # lines from the orchestrator (renamed or missing notebook), JSON
+NOTES_ENV = "VITGRADE_NOTEBOOK_NOTES"  # JSON: student -> the orchestrator's lines (renamed or missing notebook)
 HEADER = ("**Notes from the grader about your notebook.** None of this changed your score: your points come "
           "from the hidden tests, run on your package outside this notebook.")
 FLAGS = ("grade", "solution", "locked", "task")  # the nbgrader flags that decide how a cell is graded
@@ -479,14 +479,6 @@ def stage(located: Located, folder: Path, staged: Path, release_path: Path) -> P
     shutil.copytree(folder, staged, symlinks=True, ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
     shutil.copy2(located.path or release_path, staged / located.expected.name)
     return staged
-
-
-def orchestrator_notes(environ: dict) -> list[str]:
-    try:
-        notes = json.loads(environ.get(NOTES_ENV, "[]"))
-    except json.JSONDecodeError:
-        return []
-    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 # --------------------------------------------------------------------------- the grade path
