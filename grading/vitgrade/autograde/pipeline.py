@@ -78,7 +78,22 @@ def build(number: int, course: Path = COURSE) -> Path:
         (source / weeks.PACKAGE / module).write_text(text)
     shutil.copytree(week.suite_dir("hidden"), source / "hidden_tests", ignore=shutil.ignore_patterns("__pycache__"))
     nbgrader("generate_assignment", week.assignment, "--force", course=course, check=True)
-    return course / "release" / week.assignment
+    release = course / "release" / week.assignment
+    _name_tasks_in_answer_stubs(week, release / week.notebook_name)
+    return release
+
+
+def _name_tasks_in_answer_stubs(week: weeks.Week, notebook: Path) -> None:
+    """nbgrader puts one generic stub into every answer cell; use the repository's student
+    notebook's instead (the same generator), whose error names the cell's task."""
+    stubs = {c.metadata["nbgrader"]["grade_id"]: c.source for c in generate.build_notebook(week, student=True).cells
+             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in stubs:
+            cell.source = stubs[grade_id]
+    nbformat.write(nb, notebook)
 
 
 def _filled_notebook(week: weeks.Week, release_nb: Path) -> nbformat.NotebookNode:

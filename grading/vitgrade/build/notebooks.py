@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nbclient
 import nbformat
-
 from vitgrade import weeks
 from vitgrade.build import generate
 
