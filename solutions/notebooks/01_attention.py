@@ -349,8 +349,8 @@ plt.show()
 # | FULL: 2000 steps | 0.896 | 0.106 | 0.0001 |
 #
 # `none` stays near 0.9 (reflection 3 asks why), `qkv` floors above 0.1 (the seed's "stalls above
-# 0.1" symptom, with nothing wrong in the attention code), and `qk` is below 0.01 well before 500
-# steps. If `qk` stalls too, go back to your module.
+# 0.1" symptom, with nothing wrong in the attention code), and `qk` ends below 0.01. If `qk`
+# stalls too, go back to your module.
 
 # %% [markdown]
 # ### Look inside: every head, one validation sequence

@@ -10,7 +10,9 @@ Sinusoidal tables (Vaswani et al. 2017, §3.5), for a position p and dim D (even
     PE[p, 2i]     = sin(p * omega_i)
     PE[p, 2i + 1] = cos(p * omega_i),      omega_i = 10000 ** (-2i / D),  i = 0 .. D/2 - 1
 
-i.e. sin and cos **interleaved**: columns 0, 2, 4, ... are sines, 1, 3, 5, ... cosines.
+i.e. sin and cos **interleaved**: columns 0, 2, 4, ... are sines, 1, 3, 5, ... cosines. (MAE's
+code, which many projects copy, puts the same numbers in another order, all sines then all
+cosines: the week README says why the two are not interchangeable.)
 
 The 2D table (D divisible by 4) gives each axis half the width: for the patch at grid row r,
 column c (token r * w + c, raster order)
