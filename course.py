@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Set up and run the course with nothing but Python 3.11 and pip.
 
-    python3 course.py test        # install (first time) and run the course's own test suite
-    python3 course.py grade-demo  # install (first time), build Week 1 in nbgrader, autograde the
-                                  # bundled sample submissions and print the gradebook
-    python3 course.py setup       # only create/update the virtual environment (.venv/)
+    python3 course.py setup        # only create/update the virtual environment (.venv/)
+    python3 course.py lab          # JupyterLab, in the environment
+    python3 course.py check N      # week N's public tests on your code, with hints (--task N.k)
+    python3 course.py test N       # week N's public tests, plain pytest (extra arguments go to pytest)
     python3 course.py vitgrade ARGS...   # any vitgrade command inside the environment
 
-Each command creates .venv/ next to this file on first use, installs the pinned dependencies
-from requirements.txt and the course package (editable), and reuses it afterwards until
-requirements.txt or pyproject.toml change.
+In the course repository (instructors) also:
+
+    python3 course.py test         # the course's own test suite (what CI runs)
+    python3 course.py grade-demo   # build Week 1 in nbgrader, autograde the bundled sample
+                                   # submissions, generate their feedback, print the gradebook
+
+Each command creates .venv/ next to this file on first use (or uses $VIT_VENV), installs the
+pinned dependencies from requirements.txt and the course package (editable), and reuses it
+afterwards until requirements.txt or pyproject.toml change.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ VENV = Path(os.environ.get("VIT_VENV", HERE / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".course-installed"
+# The student release has no solutions and no course tests: instructor commands explain themselves.
+REPOSITORY = (HERE / "solutions").is_dir() and (HERE / "tests" / "course").is_dir()
+COMMANDS = ("setup", "lab", "check", "test", "grade-demo", "vitgrade")
 
 
 def _fingerprint() -> str:
@@ -64,9 +73,21 @@ def setup() -> None:
 def run(*cmd: str) -> int:
     env = dict(os.environ)
     env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
+    # This folder's own packages first, whichever copy of the course the environment was made for.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "src"), str(HERE / "grading"),
+                                                      env.get("PYTHONPATH")]))
     env.setdefault("VIT_SCALE", "smoke")
     env.setdefault("MPLBACKEND", "Agg")
     return subprocess.call(list(cmd), cwd=HERE, env=env)
+
+
+def public_tests(week: str) -> str | None:
+    """``tests/public/<id>`` for a week given as its number or id ("1", "01_attention"), or None."""
+    root = HERE / "tests" / "public"
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        if week in (folder.name, folder.name.split("_")[0], folder.name.split("_")[0].lstrip("0")):
+            return str(folder.relative_to(HERE))
+    return None
 
 
 def main(argv: list[str]) -> int:
@@ -74,17 +95,32 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in ("setup", "test", "grade-demo", "vitgrade"):
+    if command not in COMMANDS:
         print(__doc__)
         return 2
+    if command == "grade-demo" and not REPOSITORY:
+        print("grade-demo is for instructors: it needs the course repository (solutions, hidden tests).\n"
+              "In this folder: python3 course.py check N, python3 course.py test N.")
+        return 2
     setup()
+    python = str(PYTHON)
     if command == "setup":
+        print(f"The environment is ready: {VENV}. Next: python3 course.py lab, python3 course.py check 1.")
         return 0
+    if command == "lab":
+        return run(python, "-m", "jupyter", "lab", *rest)
+    if command == "check":
+        return run(python, "-m", "vitgrade.cli", "check", *rest)
     if command == "test":
-        return run(str(PYTHON), "-m", "pytest", "tests/course", *rest)
+        folder = public_tests(rest[0]) if rest else None
+        if folder is not None:  # one week's public tests
+            return run(python, "-m", "pytest", folder, *rest[1:])
+        if REPOSITORY:  # the course's own suite (CI)
+            return run(python, "-m", "pytest", "tests/course", *rest)
+        return run(python, "-m", "pytest", "tests/public", *rest)
     if command == "grade-demo":
-        return run(str(PYTHON), "-m", "vitgrade.cli", "nbgrader", "demo", *rest)
-    return run(str(PYTHON), "-m", "vitgrade.cli", *rest)
+        return run(python, "-m", "vitgrade.cli", "nbgrader", "demo", *rest)
+    return run(python, "-m", "vitgrade.cli", *rest)
 
 
 if __name__ == "__main__":

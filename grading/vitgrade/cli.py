@@ -158,18 +158,22 @@ def cmd_nbgrader(args: argparse.Namespace) -> int:
         return 0
     if args.action == "autograde":
         return _nbgrader_autograde(nbp, args)
-    rows, runs = nbp.demo(args.week, args.jobs)
-    print(f"{'student':<32} {'points':>7} {'max':>5}  nbgrader exit  verdict")
+    rows, runs = nbp.demo(args.week, args.jobs, progress=lambda line: print(line, flush=True))
+    print(f"\n{'student':<32} {'points':>7} {'max':>5}  nbgrader exit  verdict")
     for row in rows:
         run = runs[row["student_id"]]
         verdict = (run.verdict or {}).get("earned", "none")
         print(f"{row['student_id']:<32} {float(row['score']):>7g} {float(row['max_score']):>5g}  "
               f"{run.returncode:<13} {verdict}")
+    print()
+    for what, path in nbp.demo_locations(args.week):
+        print(f"{what + ':':<44} {path}{'' if path.exists() else '  (MISSING)'}")
     failed = [s for s, r in runs.items() if r.returncode != 0 or r.verdict is None]
     for student in failed:
         print(f"autograde failed for {student} (exit {runs[student].returncode}):")
         print(runs[student].output[-1500:])
-    return 1 if failed else 0
+    missing = [path for _, path in nbp.demo_locations(args.week) if not path.exists()]
+    return 1 if failed or missing else 0
 
 
 def _nbgrader_autograde(nbp, args: argparse.Namespace) -> int:

@@ -22,8 +22,18 @@
 #
 # Each check prints a relative error next to the tolerance it expects. Those checks and the
 # public tests (`vitgrade check 2`) are for feedback only; the hidden tests decide the grade.
-# The Week 1 attention you import is graded last week: the grader runs this week with the
-# reference Week 1 solution, so an old bug never costs points twice.
+#
+# **Which Week 1 attention runs here.** Your `Attention` (Task 2.4) uses Week 1's
+# `ScaledDotProductAttention`, and which one that is depends on where you work:
+# * in a clone of the course repository, `vitcourse/attention.py` is **your own** Week 1 code, so
+#   a Week 1 bug shows up in this notebook too (`vitgrade check 2` then tells you that your Week 1
+#   public tests fail as well);
+# * in an nbgrader assignment folder, `vitcourse/attention.py` is the **reference** Week 1
+#   solution, shipped with the assignment;
+# * the hidden tests always grade this week with the reference Week 1 code, so an old bug never
+#   costs points twice.
+#
+# The cell below prints which file you imported and checks it once against PyTorch.
 
 # %%
 # %load_ext autoreload
@@ -52,12 +62,26 @@ print(scale_banner())
 torch.manual_seed(0)
 NOTEBOOK_START = time.monotonic()
 
+# %%
+import vitcourse.attention as week1  # noqa: E402
+
+print(f"Week 1 attention imported from {week1.__file__}")
+q = torch.randn(1, 2, 5, 8)
+try:
+    compare("Week 1 ScaledDotProductAttention vs F.scaled_dot_product_attention",
+            week1.ScaledDotProductAttention(8).eval()(q, q, q)[0], F.scaled_dot_product_attention(q, q, q), tol=1e-5)
+except NotImplementedError as unfinished:  # the model of Task 2.4 needs it: say so now, not there
+    print(f"[XX  ] your Week 1 attention is not finished ({unfinished}); Task 2.4 needs it: "
+          "finish Week 1, or work in the nbgrader assignment folder, which ships the reference")
+
 # %% [markdown]
 # ## 1. An image is worth 16 x 16 words
 #
-# A 32 x 32 CIFAR-10 image cut into P x P patches gives $N = (32/P)^2$ patches; with the CLS token
-# the transformer sees $T = N + 1$ tokens. Here is a real photograph (scikit-image's `chelsea`,
-# cropped to a square and resized to 128 x 128) cut three ways.
+# An H x W image cut into P x P patches gives $N = (H/P)(W/P)$ patches; with the CLS token the
+# transformer sees $T = N + 1$ tokens. A 32 x 32 CIFAR-10 image (section 7) gives $(32/P)^2$:
+# 64 patches for P = 4, 16 for P = 8, 4 for P = 16. Patches that small are hard to see, so here
+# is a real photograph (scikit-image's `chelsea`, cropped to a square and resized to 128 x 128),
+# which gives $(128/P)^2$ patches, cut three ways.
 
 # %%
 photo = torch.from_numpy(skimage.data.chelsea().copy()).permute(2, 0, 1).float() / 255  # (3, 300, 451)
@@ -195,20 +219,6 @@ grade_task("2.2")
 #   bilinearly (`align_corners=False`), and keep the CLS row apart: it has no place on the grid.
 
 # %%
-table = sincos_1d(50, 64)
-expected = torch.tensor([[np.sin(p * 10000 ** (-2 * (j // 2) / 64)) if j % 2 == 0
-                          else np.cos(p * 10000 ** (-2 * (j // 2) / 64)) for j in range(64)]
-                         for p in range(50)], dtype=torch.float32)
-compare("sincos_1d(50, 64) vs the formula", table, expected, tol=1e-6)
-t2 = sincos_2d(8, 8, 64)
-compare("sincos_2d: token (r=2, c=5) = [row 2 | column 5]", t2[2 * 8 + 5],
-        torch.cat([sincos_1d(8, 32)[2], sincos_1d(8, 32)[5]]), tol=1e-6)
-
-fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-axes[0].imshow(table.T, aspect="auto", cmap="RdBu")
-axes[0].set(title="sincos_1d(50, 64)", xlabel="position", ylabel="dimension")
-
-
 def similarity_maps(ax, pos: torch.Tensor, grid: int, title: str) -> None:
     """Cosine similarity of every position with every other, one small map per position.
 
@@ -224,6 +234,18 @@ def similarity_maps(ax, pos: torch.Tensor, grid: int, title: str) -> None:
     ax.set_title(title)
 
 
+table = sincos_1d(50, 64)
+expected = torch.tensor([[np.sin(p * 10000 ** (-2 * (j // 2) / 64)) if j % 2 == 0
+                          else np.cos(p * 10000 ** (-2 * (j // 2) / 64)) for j in range(64)]
+                         for p in range(50)], dtype=torch.float32)
+compare("sincos_1d(50, 64) vs the formula", table, expected, tol=1e-6)
+t2 = sincos_2d(8, 8, 64)
+compare("sincos_2d: token (r=2, c=5) = [row 2 | column 5]", t2[2 * 8 + 5],
+        torch.cat([sincos_1d(8, 32)[2], sincos_1d(8, 32)[5]]), tol=1e-6)
+
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+axes[0].imshow(table.T, aspect="auto", cmap="RdBu")
+axes[0].set(title="sincos_1d(50, 64)", xlabel="position", ylabel="dimension")
 similarity_maps(axes[1], t2, 8, "sincos_2d(8, 8, 64): similarity maps")
 similarity_maps(axes[2], torch.randn(64, 64), 8, "random table: no structure")
 plt.tight_layout()
@@ -281,13 +303,6 @@ grade_task("2.3")
 #   the table with your `resize_pos_embed`.
 
 # %%
-small = dict(embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, num_classes=10)
-cifar_batch = torch.randn(8, 3, 32, 32)
-for p in (4, 8, 16):
-    model = VisionTransformer(img_size=32, patch_size=p, **small)
-    print(f"P={p:>2}: logits {tuple(model(cifar_batch).shape)}, pos_embed {tuple(model.pos_embed.shape)}")
-
-
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     """Weights far from timm's init (N(0, 0.2), LayerNorm scales N(1, 0.1)), so small bugs show."""
     g = torch.Generator().manual_seed(seed)
@@ -300,6 +315,12 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+small = dict(embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, num_classes=10)
+cifar_batch = torch.randn(8, 3, 32, 32)
+for p in (4, 8, 16):
+    vit = VisionTransformer(img_size=32, patch_size=p, **small)
+    print(f"P={p:>2}: logits {tuple(vit(cifar_batch).shape)}, pos_embed {tuple(vit.pos_embed.shape)}")
+
 for p in (4, 8, 16):
     reference = randomise(timm.models.vision_transformer.VisionTransformer(
         img_size=32, patch_size=p, qkv_bias=True, class_token=True, global_pool="token", **small))
@@ -308,8 +329,8 @@ for p in (4, 8, 16):
     with torch.no_grad():
         compare(f"logits vs timm's VisionTransformer, P={p}", mine(cifar_batch), reference(cifar_batch), tol=1e-5)
 
-with torch.no_grad():
-    print("the same model on 48 x 48 images:", tuple(mine(torch.randn(2, 3, 48, 48)).shape),
+with torch.no_grad():  # the last model of the loop: P = 16, built for 32 x 32
+    print("the same P = 16 model on 48 x 48 images:", tuple(mine(torch.randn(2, 3, 48, 48)).shape),
           f"(the 2x2 position grid resized to {48 // 16}x{48 // 16})")
 
 # %% nbgrader={"grade": true, "grade_id": "task_2_4", "locked": true, "schema_version": 3, "solution": false}
@@ -385,8 +406,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Why quadratic.** $N = HW/P^2$ tokens. Everything a token does on its own (qkv, proj, MLP)
-# costs $\propto N D^2$, so it grows like $1/P^2$: halve P, four times the cost. Attention
+# **Why quadratic.** $N = HW/P^2$ tokens. Everything a token does on its own inside the blocks
+# (qkv, proj, MLP) costs $\propto N D^2$, so it grows like $1/P^2$: halve P, four times the cost.
+# The patch embedding is the exception: $2N(P^2C)D = 2HWCD$, the same for every P (each pixel
+# value meets each of the D filters once, whatever the patches are). Attention
 # compares every pair of tokens: $QK^\top$ and weights·V cost $\propto N^2 D \propto 1/P^4$, so
 # halving P multiplies it by 16. The ratio of the two is $4T^2D / 24TD^2 = T / 6D$: on a 32 x 32
 # image with D = 192 attention is a small share (the table above), but the share grows with every
@@ -461,8 +484,20 @@ def train(pos_embed: str, seed: int = 0) -> tuple[VisionTransformer, list[float]
     return model.cpu().eval(), losses, test_accuracy
 
 
+RUNS = {}  # pos_embed -> (model, losses, test accuracy)
+
+
+def trained(pos_embed: str) -> tuple[VisionTransformer, list[float], float]:
+    """The trained run of one variant, trained the first time it is asked for. The cells below
+    ask again instead of reusing a variable, so an unfinished task stops each of them with its
+    own message, never with a NameError or a model left over from an earlier section."""
+    if pos_embed not in RUNS:
+        RUNS[pos_embed] = train(pos_embed)
+    return RUNS[pos_embed]
+
+
 print(f"training on {DEVICE}")
-runs = {kind: train(kind) for kind in ("learn", "none")}
+runs = {kind: trained(kind) for kind in ("learn", "none")}
 accuracy = {kind: acc for kind, (_, _, acc) in runs.items()}
 for kind, acc in accuracy.items():
     print(f"positions {kind:>5}: test accuracy {acc:.1%} on {len(y_test)} {data.source} test images "
@@ -481,7 +516,7 @@ plt.show()
 # sin/cos maps of section 4.
 
 # %%
-model = runs["learn"][0]
+model = trained("learn")[0]
 grid = model.grid_size[0]
 pos = model.pos_embed[0, 1:].detach()  # (64, D): the CLS row left out
 fig, axes = plt.subplots(1, 2, figsize=(12, 5))
@@ -513,6 +548,7 @@ print(f"mean cosine similarity of neighbouring positions: {near:.2f}; of positio
 # is content and how much is position.
 
 # %%
+model = trained("learn")[0]
 with torch.no_grad():
     sample = x_test[:SCALE.pick(smoke=10, full=40)]
     content = model.patch_embed(sample)  # (S, 64, D)
@@ -543,12 +579,13 @@ plt.show()
 perm = torch.randperm(64)
 shuffled = unpatchify(patchify(x_test[:200], 4)[:, perm], 4, (32, 32))
 with torch.no_grad():
-    for kind, (m, _, _) in runs.items():
+    for kind in ("learn", "none"):
+        m, _, acc = trained(kind)
         same = (m(shuffled).argmax(1) == m(x_test[:200]).argmax(1)).float().mean()
-        print(f"positions {kind:>5}: accuracy {accuracy[kind]:.1%}; prediction unchanged on "
+        print(f"positions {kind:>5}: accuracy {acc:.1%}; prediction unchanged on "
               f"{same:.0%} of 200 images whose patches were shuffled")
 compare("no positions: logits of shuffled == logits of original",
-        runs["none"][0](shuffled).detach(), runs["none"][0](x_test[:200]).detach(), tol=1e-5)
+        trained("none")[0](shuffled).detach(), trained("none")[0](x_test[:200]).detach(), tol=1e-5)
 fig, axes = plt.subplots(1, 2, figsize=(5, 2.5))
 axes[0].imshow(data.x_test[0].permute(1, 2, 0))
 axes[1].imshow(unpatchify(patchify(data.x_test[:1], 4)[:, perm], 4, (32, 32))[0].permute(1, 2, 0))

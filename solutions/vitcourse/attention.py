@@ -5,8 +5,11 @@ D = dim, Dh = D / nH (head_dim).
 
 Mask convention (the same as ``torch.nn.functional.scaled_dot_product_attention``
 with a boolean mask): ``True`` / ``1`` means *attend*, ``False`` / ``0`` means
-*padding, ignore*. The mask has shape (B, 1, 1, Lk), or any shape that broadcasts
-to (B, nH, Lq, Lk).
+*padding, ignore*; a bool mask and a 0/1 float mask mean the same. The mask has shape
+(B, 1, 1, Lk) for padding, or any shape that broadcasts to (B, nH, Lq, Lk): (1, 1, Lq, Lk)
+for a causal mask, (B, nH, Lq, Lk) for one mask per head and query. A masked key gets
+exactly 0 weight. A query whose keys are *all* masked gets uniform weights 1/Lk (finite,
+never NaN): that is what ``MASK_VALUE = -1e9`` is for.
 
 An optional additive ``bias`` (any shape that broadcasts to (B, nH, Lq, Lk)) is added
 to the scaled scores before the mask and the softmax, as a float ``attn_mask`` is in
@@ -26,9 +29,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-# Masked scores are *set* to this value before the softmax (not added to), so a
-# masked key gets exp(-1e9 - max) = 0 weight. -inf would give NaN on rows where
-# every key is masked; -1e9 gives those rows a uniform (harmless) distribution.
+# A masked key's score becomes -1e9 before the softmax, so it gets exp(-1e9 - max) = 0
+# weight. -inf would make a row whose keys are all masked 0/0 = NaN; -1e9 gives that row
+# uniform weights instead. The score is *set* with ``masked_fill``: a convention (in float32,
+# adding -1e9 to scores of ordinary size rounds to the same -1e9 and gives the same weights).
 MASK_VALUE = -1e9
 
 
@@ -57,15 +61,17 @@ class ScaledDotProductAttention(nn.Module):
             key:   (B, nH, Lk, Dh)
             value: (B, nH, Lk, Dv)
             mask:  optional, broadcastable to (B, nH, Lq, Lk), usually (B, 1, 1, Lk);
-                   True/1 = attend, False/0 = ignore.
+                   True/1 = attend, False/0 = ignore (bool or 0/1 float). Masked scores
+                   become MASK_VALUE before the softmax.
             bias:  optional float, broadcastable to (B, nH, Lq, Lk): added to the *scaled*
                    scores Q K^T / sqrt(Dh), before the mask and the softmax.
 
         Returns:
             context: (B, nH, Lq, Dv), the attention-weighted sum of the values.
             weights: (B, nH, Lq, Lk), the weights actually applied to the values:
-                     each row sums to 1 in eval mode; in training mode the dropped
-                     entries are 0 and the survivors are scaled by 1/(1-p).
+                     each row sums to 1 in eval mode (masked keys 0; a row with every
+                     key masked is uniform, 1/Lk); in training mode the dropped entries
+                     are 0 and the survivors are scaled by 1/(1-p).
         """
         ### BEGIN SOLUTION [Week 1 · Task 1.1]
         # Contract the head dimension d: one score per (query i, key j) pair.
@@ -92,7 +98,12 @@ class MultiHeadAttention(nn.Module):
     Args:
         dim: D, the token width.
         num_heads: nH; must divide dim.
-        dropout: dropout on the attention weights.
+        dropout: dropout on the attention weights, passed on to ``attention`` (so it acts in
+            training mode only).
+
+    Raises:
+        ValueError: when num_heads does not divide dim (not an ``assert``: asserts vanish
+            under ``python -O``, and a caller can catch a ValueError).
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
@@ -139,7 +150,8 @@ class MultiHeadAttention(nn.Module):
             query: (B, Lq, D)
             key:   (B, Lk, D); defaults to ``query`` (self-attention)
             value: (B, Lk, D); defaults to ``key``
-            mask:  optional (B, 1, 1, Lk); True/1 = attend, False/0 = ignore
+            mask:  optional, as for ScaledDotProductAttention: (B, 1, 1, Lk) or anything
+                   that broadcasts to (B, nH, Lq, Lk); True/1 = attend, False/0 = ignore
 
         Returns:
             output:  (B, Lq, D)

@@ -105,7 +105,9 @@ class PatchEmbedding(nn.Module):
     Submodules (their names are the contract; timm's ``PatchEmbed`` uses the same):
         proj: ``nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)``.
               Its weight (D, C, P, P) and bias (D) are the parameters; ``forward`` uses them
-              as a linear layer on :func:`patchify`'s output (Task 2.2), not as a convolution.
+              as a linear layer on :func:`patchify`'s output (Task 2.2), not as a convolution:
+              it never calls ``self.proj(...)`` or ``conv2d`` (a graded rule, checked on the
+              source, as Week 1's no-loop rule is).
 
     Args:
         patch_size: P.

@@ -10,7 +10,9 @@ Sinusoidal tables (Vaswani et al. 2017, §3.5), for a position p and dim D (even
     PE[p, 2i]     = sin(p * omega_i)
     PE[p, 2i + 1] = cos(p * omega_i),      omega_i = 10000 ** (-2i / D),  i = 0 .. D/2 - 1
 
-i.e. sin and cos **interleaved**: columns 0, 2, 4, ... are sines, 1, 3, 5, ... cosines.
+i.e. sin and cos **interleaved**: columns 0, 2, 4, ... are sines, 1, 3, 5, ... cosines. (MAE's
+code, which many projects copy, puts the same numbers in another order, all sines then all
+cosines: the week README says why the two are not interchangeable.)
 
 The 2D table (D divisible by 4) gives each axis half the width: for the patch at grid row r,
 column c (token r * w + c, raster order)
@@ -37,7 +39,11 @@ def sincos_1d(num_positions: int, dim: int) -> Tensor:
         dim: D, even.
 
     Returns:
-        (L, D) float32, sin and cos interleaved as in the module docstring.
+        (L, D) float32 (whatever precision you compute in), sin and cos interleaved as in the
+        module docstring.
+
+    Raises:
+        ValueError: when D is odd (sin and cos come in pairs).
     """
     ### BEGIN SOLUTION [Week 2 · Task 2.3]
     if dim % 2:
@@ -60,6 +66,9 @@ def sincos_2d(grid_h: int, grid_w: int, dim: int) -> Tensor:
 
     Returns:
         (h * w, D) float32, in raster order; columns [:D/2] encode the row, [D/2:] the column.
+
+    Raises:
+        ValueError: when D is not divisible by 4 (each axis gets a 1D table of even width D/2).
     """
     ### BEGIN SOLUTION [Week 2 · Task 2.3]
     if dim % 4:
@@ -89,6 +98,9 @@ def resize_pos_embed(pos_embed: Tensor, new_grid: tuple[int, int], old_grid: tup
 
     Returns:
         (1, num_prefix_tokens + new_h * new_w, D).
+
+    Raises:
+        ValueError: when ``old_grid`` is None and the number of grid rows is not a square.
     """
     ### BEGIN SOLUTION [Week 2 · Task 2.3]
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]  # CLS apart

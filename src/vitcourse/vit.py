@@ -63,7 +63,10 @@ class Attention(nn.Module):
         dim: D.
         num_heads: nH; must divide D.
         qkv_bias: whether qkv has a bias.
-        dropout: dropout on the attention weights.
+        dropout: dropout on the attention weights, passed on to ``core`` (training mode only).
+
+    Raises:
+        ValueError: when num_heads does not divide dim (not an ``assert``).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, dropout: float = 0.0) -> None:
@@ -78,7 +81,8 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """fc2(dropout(GELU(fc1(x)))), then dropout; the GELU is the exact (erf) one.
 
-    Submodules: fc1 nn.Linear(dim, hidden_dim), act nn.GELU(), fc2 nn.Linear(hidden_dim, dim).
+    Submodules: fc1 nn.Linear(dim, hidden_dim), act nn.GELU(), fc2 nn.Linear(hidden_dim, dim),
+    drop nn.Dropout(dropout) (so the dropout acts in training mode only).
     """
 
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
@@ -124,10 +128,20 @@ class VisionTransformer(nn.Module):
             ``"sincos1d"`` / ``"sincos2d"`` (the fixed tables, stored as a non-trainable
             ``pos_embed`` with a zero row for the CLS token), or ``"none"`` (no positions;
             ``pos_embed`` is None).
-        dropout: on attention weights and MLP outputs (training only).
+        dropout: on attention weights and MLP outputs, in training mode only (``model.eval()``
+            gives the same outputs as dropout=0).
 
     Submodules / parameters: ``patch_embed`` (:class:`PatchEmbedding`), ``cls_token``,
     ``pos_embed``, ``blocks`` (an ``nn.Sequential`` of :class:`Block`), ``norm``, ``head``.
+
+    Initialisation (timm's): ``cls_token`` normal with std 1e-6; a learned ``pos_embed``
+    trunc-normal with std 0.02; every ``nn.Linear`` weight trunc-normal with std 0.02 and its
+    bias 0 (:func:`init_vit_weights`); LayerNorms and ``patch_embed.proj`` keep PyTorch's
+    defaults.
+
+    Device and dtype: every table is a parameter of the model (the fixed sin/cos tables too, as
+    non-trainable ones), so ``model.to(device, dtype)`` moves and casts all of it, and ``forward``
+    returns logits on the model's device, in its dtype.
 
     Attributes ``grid_size`` (h, w) and ``num_patches`` N describe the training resolution.
     ``forward`` also accepts other sizes (multiples of P): the position table is then resized

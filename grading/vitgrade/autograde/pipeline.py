@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,13 @@ def nbgrader(*args: str, course: Path = COURSE, check: bool = False, env_extra: 
 
 def build(number: int, course: Path = COURSE) -> Path:
     """Write source/<week>/ and generate release/<week>/ with nbgrader."""
+    write_source(number, course)
+    return generate_release(number, course)
+
+
+def write_source(number: int, course: Path = COURSE) -> Path:
+    """source/<week>/: the instructor notebook, the stub package (earlier weeks' modules as their
+    reference solutions) and the hidden tests."""
     week = weeks.get(number)
     source = course / "source" / week.assignment
     shutil.rmtree(source, ignore_errors=True)
@@ -81,8 +89,29 @@ def build(number: int, course: Path = COURSE) -> Path:
         text = generate.strip_markers((weeks.SOLUTION_PACKAGE / module).read_text())
         (source / weeks.PACKAGE / module).write_text(text)
     shutil.copytree(week.suite_dir("hidden"), source / "hidden_tests", ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
+def generate_release(number: int, course: Path = COURSE) -> Path:
+    """release/<week>/ from source/<week>/ (``nbgrader generate_assignment``)."""
+    week = weeks.get(number)
     nbgrader("generate_assignment", week.assignment, "--force", course=course, check=True)
-    return course / "release" / week.assignment
+    release = course / "release" / week.assignment
+    _name_tasks_in_answer_stubs(week, release / week.notebook_name)
+    return release
+
+
+def _name_tasks_in_answer_stubs(week: weeks.Week, notebook: Path) -> None:
+    """nbgrader puts one generic stub into every answer cell; use the repository's student
+    notebook's instead (the same generator), whose error names the cell's task."""
+    stubs = {c.metadata["nbgrader"]["grade_id"]: c.source for c in generate.build_notebook(week, student=True).cells
+             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in stubs:
+            cell.source = stubs[grade_id]
+    nbformat.write(nb, notebook)
 
 
 def answered_notebook(week: weeks.Week, release_nb: Path) -> nbformat.NotebookNode:
@@ -119,7 +148,7 @@ def make_submission(number: int, student: str, kind: str = "stub", mutant: mutan
 
 
 def export(course: Path = COURSE) -> list[dict]:
-    out = course / "grades.csv"
+    out = course.resolve() / "grades.csv"  # nbgrader runs in the course folder: hand it absolute paths
     nbgrader("export", "--to", str(out), course=course, check=True)
     with open(out) as fh:
         return list(csv.DictReader(fh))
@@ -309,16 +338,73 @@ def sample_submissions(number: int) -> dict[str, tuple[str, mutants.Mutant | Non
     }
 
 
-def demo(number: int = 1, jobs: int = 2, course: Path = COURSE) -> tuple[list[dict], dict]:
-    """Build a week, autograde its sample submissions, and return the exported grades."""
+def demo(number: int = 1, jobs: int = 2, course: Path = COURSE,
+         progress: Callable[[str], None] = lambda line: None) -> tuple[list[dict], dict]:
+    """Build a week, autograde its sample submissions, export the grades and write the students'
+    feedback; return the exported grades of the samples and each student's autograde run.
+
+    ``progress`` gets one line per step as it starts and ends, and one per student as their
+    autograde finishes (``vitgrade nbgrader demo`` prints them)."""
     week = weeks.get(number)
-    build(number, course)
+    course = course.resolve()
     samples = sample_submissions(number)
-    for student in samples:
-        shutil.rmtree(course / "autograded" / student / week.assignment, ignore_errors=True)
-    for student, (kind, mutant) in samples.items():
-        make_submission(number, student, kind, mutant, course)
-    runs = autograde(number, list(samples), jobs, course)
-    rows = [r for r in export(course) if r["assignment"] == week.assignment
-            and r["student_id"] in samples]
+    steps = 6
+
+    def step(index: int, what: str, action: Callable[[], object]) -> object:
+        progress(f"[{index}/{steps}] {what} ...")
+        start = time.monotonic()
+        result = action()
+        progress(f"      done in {time.monotonic() - start:.1f} s")
+        return result
+
+    progress(f"Week {week.number} ({week.assignment}) in nbgrader; course folder {course}")
+    step(1, f"build: source/{week.assignment}/ (instructor notebook, stub package, hidden tests)",
+         lambda: write_source(number, course))
+    step(2, f"generate: release/{week.assignment}/ with nbgrader generate_assignment",
+         lambda: generate_release(number, course))
+
+    def make_all() -> None:
+        for student, (kind, mutant) in samples.items():
+            shutil.rmtree(course / "autograded" / student / week.assignment, ignore_errors=True)
+            make_submission(number, student, kind, mutant, course)
+
+    step(3, f"submissions: {', '.join(samples)} in submitted/", make_all)
+
+    def grade_all() -> dict[str, NbgraderRun]:
+        runs: dict[str, NbgraderRun] = {}
+
+        def one(student: str) -> None:  # one batch per student, so each is reported when it is done
+            report = autograde_checked(number, [student], 1, course, export_rows=False)
+            run = runs[student] = report.runs[student]
+            verdict = run.verdict or {}
+            points = f"{verdict['earned']:g}/{verdict['max']:g}" if "earned" in verdict else "no verdict"
+            progress(f"      {student:<32} {points:>9}  nbgrader exit {run.returncode}  {run.seconds:.0f} s")
+            for problem in report.problems + report.tampering:
+                progress(f"      PROBLEM: {problem}")
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(one, samples))
+        return {student: runs[student] for student in samples}
+
+    runs = step(4, f"autograde: one nbgrader autograde per student, {jobs} at a time (the notebook runs "
+                   "in a jailed kernel; the hidden tests grade the package outside it)", grade_all)
+    rows = step(5, "export: nbgrader export", lambda: export(course))
+    rows = [r for r in rows if r["assignment"] == week.assignment and r["student_id"] in samples]
+    step(6, "feedback: nbgrader generate_feedback (the HTML each student gets back)",
+         lambda: nbgrader("generate_feedback", week.assignment, "--force", course=course, check=True))
     return rows, runs
+
+
+def demo_locations(number: int, course: Path = COURSE) -> list[tuple[str, Path]]:
+    """Where the demo's results are: (what, path) for the gradebook, its export, and each sample
+    student's autograded notebook and feedback page."""
+    week = weeks.get(number)
+    course = course.resolve()
+    places = [("gradebook (nbgrader's database)", course / "gradebook.db"),
+              ("gradebook exported", course / "grades.csv")]
+    for student in sample_submissions(number):
+        places.append((f"{student}: autograded notebook",
+                       course / "autograded" / student / week.assignment / week.notebook_name))
+        places.append((f"{student}: feedback", course / "feedback" / student / week.assignment
+                       / week.notebook_name.replace(".ipynb", ".html")))
+    return places

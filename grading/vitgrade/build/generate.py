@@ -138,6 +138,20 @@ def strip_regions(source: str, begin: re.Pattern, end: re.Pattern, replacement: 
     return "\n".join(out)
 
 
+def answer_stub(cell: nbformat.NotebookNode) -> str:
+    """What replaces the solution region of a notebook answer cell. A region labelled like the
+    package's (``### BEGIN SOLUTION [Week 1 · Task 1.3]``) raises an error that names its task
+    and the function to write, so an unfinished answer fails in its own words."""
+    if cell.cell_type != "code":
+        return "YOUR ANSWER HERE"
+    lines = cell.source.splitlines()
+    label = next((m["label"].strip() for line in lines if (m := BEGIN.match(line)) and m["label"]), None)
+    if label is None:
+        return "# YOUR CODE HERE\nraise NotImplementedError()"
+    name = next((m["name"] for line in lines if (m := DEF.match(line))), "this cell")
+    return f"# YOUR CODE HERE\nraise NotImplementedError({f'{label}: write {name} in this notebook'!r})"
+
+
 def read_notebook_source(week: weeks.Week) -> nbformat.NotebookNode:
     import jupytext
 
@@ -170,9 +184,7 @@ def build_notebook(week: weeks.Week, student: bool) -> nbformat.NotebookNode:
         if not student:
             continue
         if meta and meta.get("solution"):
-            stub = ("# YOUR CODE HERE\nraise NotImplementedError()" if cell.cell_type == "code"
-                    else "YOUR ANSWER HERE")
-            cell.source = strip_regions(cell.source, BEGIN, END, stub)
+            cell.source = strip_regions(cell.source, BEGIN, END, answer_stub(cell))
         cell.source = strip_regions(cell.source, BEGIN_HIDDEN, END_HIDDEN, None)
     missing = set(points) - {weeks.grade_id_task(c.metadata["nbgrader"]["grade_id"]) for c in nb.cells
                              if c.metadata.get("nbgrader", {}).get("grade")}

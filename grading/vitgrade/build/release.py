@@ -1,12 +1,14 @@
 """``vitgrade release OUT``: the tree students get, with nothing an instructor keeps back.
 
-Copied: the README, the dependency pins and installer, the student package (stubs), the
-student notebooks and week READMEs, the public tests, shipped data and the part of the grading
-tool a student runs (``vitgrade check``: the registry, the judge, the sandbox). Left out:
-solutions/, the hidden suites, the mutants, the course's own tests, every nbgrader working
-folder, and the instructor's sub-packages of the grading tool (building, nbgrader, self-checks).
-The copy is then scanned for leaks: solution or hidden-test markers in any file or notebook
-cell, any distinctive line of a solution region, of a hidden test or of a mutant.
+Copied: the dependency pins and installer (``course.py``, whose instructor commands explain
+themselves there), the student package (stubs), the student notebooks and week READMEs, the
+public tests, shipped data and the part of the grading tool a student runs (``vitgrade check``:
+the registry, the judge, the sandbox). The README is the repository's, rendered for students
+(:func:`render_readme`). Left out: solutions/, the hidden suites, the mutants, the course's own
+tests, every nbgrader working folder, and the instructor's sub-packages of the grading tool
+(building, nbgrader, self-checks). The copy is then scanned for leaks: solution or hidden-test
+markers in any file or notebook cell, any distinctive line of a solution region, of a hidden
+test or of a mutant.
 """
 
 from __future__ import annotations
@@ -23,12 +25,27 @@ from vitgrade.build import generate, mutants
 TOOL = "grading/vitgrade"
 TOOL_MODULES = ["__init__.py", "cli.py", "weeks.py", "settings.py", "pipes.py"]
 TOOL_PACKAGES = ["student", "confine", "judging"]
-INCLUDE = ["README.md", "requirements.txt", "environment.yml", "pyproject.toml", "course.py",
+INCLUDE = ["requirements.txt", "environment.yml", "pyproject.toml", "course.py",
            ".gitignore", "src", "weeks", "tests/public", "data",
            *(f"{TOOL}/{m}" for m in TOOL_MODULES), *(f"{TOOL}/{p}" for p in TOOL_PACKAGES)]
 EXCLUDE_PATTERNS = ("__pycache__", "*.pyc", "*.egg-info", ".ipynb_checkpoints", "cache")
 MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)", re.MULTILINE)
 MIN_SIGNATURE = 24  # shorter lines (`return x`, `)`) are too common to mean anything
+
+# README.md is one source with two renderings. The repository shows it as it is; the release
+# drops "repository only" blocks and keeps the text of "release only" blocks, which the
+# repository shows as HTML comments (invisible); other comments are notes to maintainers.
+REPOSITORY_ONLY = re.compile(r"^<!-- repository only -->\n.*?^<!-- end repository only -->\n?", re.S | re.M)
+RELEASE_ONLY = re.compile(r"^<!-- release only\n(.*?)^-->\n?", re.S | re.M)
+COMMENT = re.compile(r"^<!--.*?-->\n?", re.S | re.M)
+
+
+def render_readme(text: str) -> str:
+    """The student release's README from the repository's README.md."""
+    text = REPOSITORY_ONLY.sub("", text)
+    text = RELEASE_ONLY.sub(lambda m: m.group(1), text)
+    text = COMMENT.sub("", text)
+    return re.sub(r"\n{3,}", "\n\n", text)
 
 
 def _texts(root: Path):
@@ -111,4 +128,5 @@ def build_release(out: Path) -> list[str]:
         elif src.exists():
             (out / item).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, out / item)
+    (out / "README.md").write_text(render_readme((weeks.REPO / "README.md").read_text()))
     return leaks(out)

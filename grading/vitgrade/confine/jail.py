@@ -40,8 +40,10 @@ def main(argv: list[str]) -> None:
         isolate.confine(policy)
         os.execv(cmd[0], cmd)
     # The kernel's own folders: a home (connection file, IPython and matplotlib state), and an
-    # empty folder its view is built in. The supervisor removes both when the kernel has ended.
+    # empty folder its view is built in. The supervisor removes both when the kernel has ended;
+    # so does a reaper, for the case where the supervisor cannot (see _reaper).
     base = Path(tempfile.mkdtemp(prefix="vitgrade-kernel-"))
+    _reaper(base)
     home = base / "home"
     home.mkdir()
     (base / "view").mkdir(mode=0o700)
@@ -61,6 +63,33 @@ def main(argv: list[str]) -> None:
     policy.writable.append(str(home))
     isolate.confine(policy, cleanup=(str(base),))
     os.execv(cmd[0], cmd)
+
+
+def _reaper(folder: Path) -> None:
+    """Fork a process, in its own session, that removes ``folder`` once the kernel has ended.
+
+    A kernel manager that gives up waiting kills the kernel's whole process group with SIGKILL:
+    the supervisor (which removes the folder after an ordinary exit) dies in the same instant.
+    The reaper is outside that group. It waits for end-of-file on a pipe whose only writer is
+    the kernel (the descriptor survives the ``exec``; the supervisor closes its copy), and end of
+    file comes when the kernel and everything it started are gone, however they ended.
+    """
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # hold none of the kernel manager's pipes
+                os.dup2(null, fd)
+            os.closerange(3, read_end)
+            os.closerange(read_end + 1, 65536)
+            while os.read(read_end, 1):
+                pass
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os._exit(0)
+    os.close(read_end)
+    os.set_inheritable(write_end, True)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ MAX_MESSAGE = 1 << 20
 MAX_FDS = 8
 STARTUP_TIMEOUT = 300.0
 # What a zygote (and so every child) may see of the grader's environment: nothing secret.
-ENV_KEEP = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TZ")
+# TMPDIR too, so every folder of a grading run is made (and removed) in the temp folder it was given.
+ENV_KEEP = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TZ", "TMPDIR")
 
 
 def clean_env(threads: int) -> dict[str, str]:
@@ -127,10 +128,13 @@ class Zygote:
         self.address = str(self.folder / "socket")
         self.log = self.folder / "zygote.log"
         ready_r, ready_w = os.pipe()
+        env = clean_env(threads or settings.threads())
+        # Importing timm makes torch create its compile cache folder in TMPDIR; keep it in ours.
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(self.folder / "torchinductor")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w), *preload],
-                env=clean_env(threads or settings.threads()), stdin=subprocess.DEVNULL, stdout=log,
+                env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=log, pass_fds=(ready_w,), preexec_fn=isolate.die_with_parent, cwd=self.folder)
         os.close(ready_w)
         with os.fdopen(ready_r, "rb") as ready:

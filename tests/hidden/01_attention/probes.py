@@ -28,4 +28,4 @@ def reverse_task(eval_x: torch.Tensor, steps: int = 500, batch: int = 32, length
     with torch.no_grad():
         qk = eval_x + pos
         out, weights = mha(qk, qk, eval_x)
-    return {"output": out, "weights": weights, "final_loss": float(loss)}
+    return {"output": out, "weights": weights, "final_loss": loss.item()}

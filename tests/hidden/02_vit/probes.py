@@ -26,3 +26,31 @@ def position_table(init: dict) -> dict:
     if table is None:
         return {"table": None, "trainable": False}
     return {"table": table.detach(), "trainable": bool(table.requires_grad)}
+
+
+def trainable_parameters(init: dict) -> int:
+    """How many trainable numbers the student's VisionTransformer(**init) holds (no forward pass)."""
+    from vitcourse.vit import VisionTransformer
+
+    return int(sum(p.numel() for p in VisionTransformer(**init).parameters() if p.requires_grad))
+
+
+def fresh_parameters(init: dict) -> dict:
+    """Every parameter of a freshly built VisionTransformer(**init), by name (its initialisation)."""
+    from vitcourse.vit import VisionTransformer
+
+    return {name: p.detach() for name, p in VisionTransformer(**init).named_parameters()}
+
+
+def moved_forward(init: dict, size: int, device: str, dtype: str) -> dict:
+    """Where and in which dtype the logits land after ``model.to(device, dtype)`` (no numbers:
+    the meta device computes shapes only)."""
+    from vitcourse.vit import VisionTransformer
+
+    kind = getattr(torch, dtype)
+    model = VisionTransformer(**init).to(device=device, dtype=kind).eval()
+    images = torch.randn(2, init.get("in_chans", 3), size, size, device=device, dtype=kind)
+    with torch.no_grad():
+        logits = model(images)
+    return {"device": str(logits.device), "dtype": str(logits.dtype).removeprefix("torch."),
+            "shape": list(logits.shape)}

@@ -6,6 +6,7 @@ ViT, position resampling) and from the written formula otherwise. Images are non
 channel counts differ from 3 where that can expose a swapped axis.
 """
 
+import ast
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, rand
+from vitgrade.hidden import assert_close, rand, source
 
 VIT = "vit.VisionTransformer"
 SMALL = dict(embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, num_classes=10)
@@ -108,6 +109,13 @@ def test_patchify_rejects_indivisible_sizes(student):
         raise AssertionError(f"the error should name the image size and the patch size; it says: {reason}")
 
 
+@pytest.mark.task("2.1", points=1)
+def test_unpatchify_rejects_patches_that_do_not_tile_the_image(student):
+    """Six 4x4x3 patches tile an 8x12 image; five do not, nor do patches 50 numbers wide."""
+    student.raises(ValueError, "patches.unpatchify", rand(1, 5, 48), 4, (8, 12))
+    student.raises(ValueError, "patches.unpatchify", rand(1, 6, 50), 4, (8, 12))
+
+
 # ---------------------------------------------------------------- Task 2.2: patch embedding
 @pytest.mark.task("2.2", points=1)
 def test_conv_weight_to_linear_order(student):
@@ -129,6 +137,32 @@ def test_patch_embedding_equals_conv2d(student, shape, p, d):
     ref = F.conv2d(x, w, b, stride=p).flatten(2).transpose(1, 2)  # (B, N, D), raster order
     assert_close(tokens, ref, f"PatchEmbedding(P={p}) on {tuple(shape)} vs Conv2d(kernel=stride={p}) "
                  "with the same weights", atol=1e-5)
+
+
+@pytest.mark.task("2.2", points=1)
+def test_patch_embedding_forward_is_linear_on_patches():
+    """The rule of Task 2.2, read from the source: forward is patchify + a linear map, and never
+    runs the convolution (self.proj(...), conv2d) that stores the weights."""
+    _, tree = source("patches.py")
+    if tree is None:
+        raise AssertionError("patches.py does not parse")
+    forward = next((f for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and c.name == "PatchEmbedding"
+                    for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "forward"), None)
+    if forward is None:
+        raise AssertionError("PatchEmbedding has no forward method")
+    names = set()
+    for node in ast.walk(forward):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            names.add(name)
+            runs_proj = (isinstance(func, ast.Attribute) and func.attr in ("proj", "forward", "_conv_forward")
+                         and "proj" in ast.unparse(func))
+            if runs_proj or name in ("conv2d", "_conv_forward"):
+                raise AssertionError(f"PatchEmbedding.forward runs the convolution ({ast.unparse(func)}, line "
+                                     f"{node.lineno}): compute it as patchify + F.linear with conv_weight_to_linear")
+    if "patchify" not in names:
+        raise AssertionError("PatchEmbedding.forward must cut the images with patchify")
 
 
 # ---------------------------------------------------------------- Task 2.3: positions
@@ -161,18 +195,26 @@ def test_sincos_2d_formula(student):
                  atol=1e-5)
 
 
-@pytest.mark.task("2.3", points=2)
-def test_vit_fixed_position_tables(student):
-    for kind in ("sincos1d", "sincos2d"):
-        init = dict(img_size=(16, 24), patch_size=4, pos_embed=kind, **SMALL)
-        res = student.probe("position_table", init=init)
-        grid = (reference_sincos_1d(24, 48) if kind == "sincos1d" else np.stack([
-            np.concatenate([r, c]) for r in reference_sincos_1d(4, 24) for c in reference_sincos_1d(6, 24)]))
-        ref = np.concatenate([np.zeros((1, 48)), grid])[None]
-        assert_close(res["table"], ref, f"VisionTransformer(pos_embed='{kind}').pos_embed: "
-                     "a zero row for CLS, then the table of the 4x6 grid", atol=1e-5)
-        if res["trainable"]:
-            raise AssertionError(f"pos_embed='{kind}' is a fixed table: it must not be trainable")
+@pytest.mark.task("2.3", points=1)
+def test_sincos_tables_are_float32(student):
+    for target, args in (("positions.sincos_1d", (6, 8)), ("positions.sincos_2d", (2, 3, 8))):
+        table = student.fn(target, *args)
+        if table.dtype != np.float32:
+            raise AssertionError(f"{target}{args} returned {table.dtype}; it must return float32 (compute in "
+                                 "float64 if you like, then convert): a float64 table would turn a float32 "
+                                 "model's activations into float64")
+
+
+@pytest.mark.task("2.3", points=1)
+def test_sincos_rejects_widths_without_pairs(student):
+    student.raises(ValueError, "positions.sincos_1d", 4, 7)
+    student.raises(ValueError, "positions.sincos_2d", 2, 3, 6)
+
+
+@pytest.mark.task("2.3", points=1)
+def test_resize_pos_embed_needs_old_grid_for_a_non_square_table(student):
+    """8 grid rows (a 2x4 grid) are not a square: without old_grid there is no way to lay them out."""
+    student.raises(ValueError, "positions.resize_pos_embed", rand(1, 1 + 8, 12, seed=21), (4, 4))
 
 
 # ---------------------------------------------------------------- Task 2.4: the ViT
@@ -207,7 +249,61 @@ def test_vit_without_positions_ignores_patch_order(student):
 
 @pytest.mark.task("2.4", points=1)
 def test_attention_rejects_indivisible_heads(student):
-    student.raises((ValueError, AssertionError), "vit.Attention", dim=10, num_heads=3)
+    student.raises(ValueError, "vit.Attention", dim=10, num_heads=3)
+
+
+@pytest.mark.task("2.4", points=2)
+def test_vit_fixed_position_tables(student):
+    for kind in ("sincos1d", "sincos2d"):
+        init = dict(img_size=(16, 24), patch_size=4, pos_embed=kind, **SMALL)
+        res = student.probe("position_table", init=init)
+        grid = (reference_sincos_1d(24, 48) if kind == "sincos1d" else np.stack([
+            np.concatenate([r, c]) for r in reference_sincos_1d(4, 24) for c in reference_sincos_1d(6, 24)]))
+        ref = np.concatenate([np.zeros((1, 48)), grid])[None]
+        assert_close(res["table"], ref, f"VisionTransformer(pos_embed='{kind}').pos_embed: "
+                     "a zero row for CLS, then the table of the 4x6 grid", atol=1e-5)
+        if res["trainable"]:
+            raise AssertionError(f"pos_embed='{kind}' is a fixed table: it must not be trainable")
+
+
+@pytest.mark.task("2.4", points=1)
+@pytest.mark.parametrize("part", ["cls_token", "pos_embed", "linear"])
+def test_vit_initialisation(student, part):
+    """timm's initialisation, as the docstring states it (statistics of a freshly built model)."""
+    params = student.probe("fresh_parameters", init=dict(img_size=32, patch_size=8, **SMALL))
+    if part == "cls_token":
+        std = float(params["cls_token"].std())
+        if not 1e-7 < std < 1e-5:
+            raise AssertionError(f"cls_token has std {std:.3g}; it must start as normal noise with std 1e-6")
+    elif part == "pos_embed":
+        std, top = float(params["pos_embed"].std()), float(np.abs(params["pos_embed"]).max())
+        if not (0.015 < std < 0.025 and top < 0.1):
+            raise AssertionError(f"a learned pos_embed has std {std:.3g} (largest |value| {top:.3g}); it must start "
+                                 "trunc-normal with std 0.02")
+    else:
+        linear = [k.removesuffix(".weight") for k in params if k.endswith(".weight")
+                  and k.split(".")[-2] in ("qkv", "proj", "fc1", "fc2", "head") and "patch_embed" not in k]
+        for name in linear:
+            std = float(params[f"{name}.weight"].std())
+            if not 0.015 < std < 0.025:
+                raise AssertionError(f"{name}.weight has std {std:.3g}; every nn.Linear weight must start "
+                                     "trunc-normal with std 0.02 (init_vit_weights)")
+            if np.any(params[f"{name}.bias"] != 0):
+                raise AssertionError(f"{name}.bias does not start at 0 (init_vit_weights)")
+
+
+@pytest.mark.task("2.4", points=1)
+@pytest.mark.parametrize("kind,size", [("sincos2d", 32), ("learn", 48)])
+def test_vit_runs_on_the_device_and_dtype_it_is_moved_to(student, kind, size):
+    """model.to("meta", torch.float64) must move and cast every table: the forward pass then runs
+    on the meta device (shapes only, no numbers) and returns float64 logits there."""
+    init = dict(img_size=32, patch_size=8, pos_embed=kind, **SMALL)
+    res = student.probe("moved_forward", init=init, size=size, device="meta", dtype="float64")
+    want = {"device": "meta", "dtype": "float64", "shape": [2, 10]}
+    if res != want:
+        raise AssertionError(f"VisionTransformer(pos_embed='{kind}').to('meta', torch.float64) on {size}x{size} "
+                             f"images gave logits {res}, expected {want} (a table that is a plain attribute, not "
+                             "a parameter or buffer, stays behind on the CPU)")
 
 
 # ---------------------------------------------------------------- Task 2.5: cost
@@ -267,7 +363,7 @@ def test_model_flops_measured_with_flop_counter(student, cfg):
 def test_param_formula_matches_your_model(student, cfg):
     for extra in ({}, {"qkv_bias": False}, {"pos_embed": "sincos2d"}):
         formula = student.fn("vit.vit_num_params", **cfg, **extra)
-        counted = student.probe("measured_flops", init=dict(cfg, **extra))["trainable"]
+        counted = student.probe("trainable_parameters", init=dict(cfg, **extra))
         if formula != counted:
             raise AssertionError(f"vit_num_params({dict(cfg, **extra)}) = {formula}, but that VisionTransformer "
                                  f"has {counted} trainable parameters")
@@ -342,6 +438,37 @@ def test_final_norm_eps(student):
         expected = ref(images)
     assert_close(student_vit(student, init, state(ref), images), expected,
                  "logits of a depth-0 ViT with a tiny CLS token (the final LayerNorm's eps must be 1e-6)")
+
+
+@pytest.mark.task("2.4", points=1)
+def test_forward_features_are_the_normed_tokens(student):
+    """forward_features: all T tokens after the final LayerNorm, CLS first, as timm's."""
+    ref, init = timm_vit(32, 8, seed=16)
+    images = rand(2, 3, 32, 32, seed=18)
+    tokens = student.module(VIT, init=init, state=state(ref)).run(images, method="forward_features")["outputs"][0]
+    with torch.no_grad():
+        expected = ref.forward_features(images)
+    assert_close(tokens, expected, "forward_features of a 32x32, P=8 ViT vs timm's (B, T, D) tokens after the "
+                 "final LayerNorm", atol=1e-5)
+
+
+@pytest.mark.task("2.4", points=1)
+def test_dropout_acts_in_training_only(student):
+    """dropout=0.5: Attention and Mlp are random in training mode; in eval mode the whole ViT
+    gives timm's logits, as if there were no dropout."""
+    x = rand(2, 5, 12, seed=19)
+    for path, init in (("vit.Attention", dict(dim=12, num_heads=3, dropout=0.5)),
+                       ("vit.Mlp", dict(dim=12, hidden_dim=24, dropout=0.5))):
+        first, second = student.module(path, init=init, train=True).run(x, calls=2, seed=4)["outputs"]
+        if np.allclose(first, second):
+            raise AssertionError(f"{path}({init}) in training mode gave the same output twice: its dropout "
+                                 "does not act")
+    ref, init = timm_vit(32, 8, seed=20)
+    images = rand(2, 3, 32, 32, seed=22)
+    with torch.no_grad():
+        expected = ref(images)
+    assert_close(student_vit(student, dict(init, dropout=0.5), state(ref), images), expected,
+                 "eval-mode logits of VisionTransformer(dropout=0.5) vs timm's without dropout", atol=1e-5)
 
 
 @pytest.mark.task("2.4", points=2)

@@ -1,7 +1,7 @@
 """Week 1 public tests: quick checks you can run while you work.
 
     vitgrade check 1            # a table with hints
-    pytest tests/public/week01  # plain pytest
+    pytest tests/public/01_attention  # plain pytest (or: python3 course.py test 1)
 
 They check shapes, normalisation and one case small enough to do by hand. Passing them
 means the basics are in place; the hidden tests (parity with torch, masking, dropout,

@@ -1,7 +1,7 @@
 """Week 2 public tests: quick checks you can run while you work.
 
     vitgrade check 2            # a table with hints
-    pytest tests/public/week02  # plain pytest
+    pytest tests/public/02_vit  # plain pytest (or: python3 course.py test 2)
 
 They check shapes, the patch order on a tiny example, error messages and parameter names.
 Passing them means the basics are in place; the hidden tests (parity with timm's
