@@ -29,6 +29,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: python -m vitgrade.confine.jail POLICY_JSON -- CMD...")
     policy = isolate.Policy(**json.loads(argv[0]))
     cmd = argv[2:]
+    tmp = tempfile.gettempdir()  # the grader's TMPDIR, read before the environment is narrowed
     # The kernel gets an allow-list of the grader's environment, never the rest (credentials).
     keep = {k: v for k, v in os.environ.items() if k in KEEP or k.startswith(KEEP_PREFIXES)}
     os.environ.clear()
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> None:
     # The kernel's own folders: a home (connection file, IPython and matplotlib state), and an
     # empty folder its view is built in. The supervisor removes both when the kernel has ended;
     # so does a reaper, for the case where the supervisor cannot (see _reaper).
-    base = Path(tempfile.mkdtemp(prefix="vitgrade-kernel-"))
+    base = Path(tempfile.mkdtemp(prefix="vitgrade-kernel-", dir=tmp))
     _reaper(base)
     home = base / "home"
     home.mkdir()
