@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades
+
 from vitgrade import settings, weeks
 from vitgrade.autograde import nbtrust
 from vitgrade.confine import isolate
@@ -53,6 +54,13 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
+
+# A student's edits to the notebook never decide a score: each submitted notebook is read through
+# vitgrade.autograde.repair against the release notebook before nbgrader's own checks. A missing,
+# pasted, split, merged or retyped graded cell is put back (nbgrader would score a deleted cell 0,
+# and drop a student with a duplicated one); an unreadable notebook (not JSON, too large) becomes
+# the release notebook. Each repair is a line in the feedback and in the verdict.
+c.Autograde.exporter_class = nbtrust.RepairingExporter
 
 # Per notebook cell in the student's kernel (the hidden suite no longer runs there), and a
 # budget for the whole notebook (VITGRADE_CELL_TIMEOUT, VITGRADE_NOTEBOOK_BUDGET).

@@ -6,6 +6,7 @@
     vitgrade sync [--check]               # regenerate stubs, student notebooks, environment.yml
     vitgrade release OUT                  # the student tree, checked for leaks
     vitgrade nbgrader demo [--week N]     # build, autograde the bundled samples, print the gradebook
+    vitgrade nbgrader autograde [--week N] [--student ID...]   # autograde submitted/, checked
     vitgrade zoo [--week N] [--path vitgrade|nbgrader|both] [NAME...]   # grade the broken/hostile zoo
     vitgrade bench [--week N] [--n 100] [--jobs 2] [--path ...]         # throughput of both paths
     vitgrade notebooks [WEEK...] [--out DIR]   # run the reference notebooks at VIT_SCALE
@@ -115,6 +116,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"TAMPERING: {path} changed during grading (grades use the snapshots taken before)")
     for problem in run.gradebook_problems:
         print(f"GRADEBOOK INCONSISTENT: {problem}")
+    for name, notes in sorted(run.notebooks.items()):
+        for note in notes:
+            print(f"notebook {name} (not used for the grade): {note}")
     return 0 if run.ok else 1
 
 
@@ -152,6 +156,8 @@ def cmd_nbgrader(args: argparse.Namespace) -> int:
     if args.action == "build":
         print(f"release written to {nbp.build(args.week)}")
         return 0
+    if args.action == "autograde":
+        return _nbgrader_autograde(nbp, args)
     rows, runs = nbp.demo(args.week, args.jobs)
     print(f"{'student':<32} {'points':>7} {'max':>5}  nbgrader exit  verdict")
     for row in rows:
@@ -166,13 +172,29 @@ def cmd_nbgrader(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _nbgrader_autograde(nbp, args: argparse.Namespace) -> int:
+    """Every submitted student (or --student), one nbgrader process each, with the checks and the
+    notebook repairs; exit 1 when anything needs a look."""
+    assignment = weeks.get(args.week).assignment
+    students = args.student or sorted(p.parent.name for p in (nbp.COURSE / "submitted").glob(f"*/{assignment}"))
+    report = nbp.autograde_checked(args.week, students, args.jobs)
+    for student, run in sorted(report.runs.items()):
+        verdict = run.verdict or {}
+        print(f"{student:<32} {verdict.get('earned', 'none')!s:>7} / {verdict.get('max', '-')!s:<5} "
+              f"nbgrader exit {run.returncode}  {verdict.get('status', 'not graded')}")
+    print("\n".join(report.summary()))
+    print(f"report: {nbp.COURSE / '.vitgrade' / 'reports' / (assignment + '.csv')}; "
+          + ("nothing needs a look" if report.ok else "NEEDS A LOOK (see above)"))
+    return 0 if report.ok else 1
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     import tempfile
 
     zoo = instructor("selfcheck.zoo")
     problems = 0
     for number in [args.week] if args.week else zoo.weeks_with_zoo():
-        entries = zoo.load(number, args.names or None)
+        entries = zoo.load(number, args.names or None, notebooks=True)
         runs = []
         with tempfile.TemporaryDirectory(prefix="vitgrade-zoo-") as tmp:
             if args.path in ("vitgrade", "both"):
@@ -253,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.set_defaults(func=cmd_release)
 
-    p = sub.add_parser("nbgrader", help="nbgrader: build a week, or the end-to-end demo")
-    p.add_argument("action", choices=["build", "demo"])
+    p = sub.add_parser("nbgrader", help="nbgrader: build a week, the end-to-end demo, or autograde submitted/")
+    p.add_argument("action", choices=["build", "demo", "autograde"])
+    p.add_argument("--student", action="append", help="autograde: only this student (repeatable)")
     p.add_argument("--week", type=week_number, default=first)
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=cmd_nbgrader)

@@ -18,6 +18,8 @@ VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebo
                                     score is the same verdict, the autograded notebook keeps no
                                     outputs except the graded cells' (about 2x the throughput)
 VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
+VITGRADE_NOTEBOOK_MB       64       a submitted notebook larger than this is not read (it is
+                                    almost all saved output); the release notebook stands in
 VITGRADE_ISOLATION         (probe)  force 'basic' / 'userns' / 'root' (see vitgrade.isolate)
 =========================  =======  ==========================================================
 
@@ -33,7 +35,8 @@ import os
 # The settings a judge passes on (an allow-list: nothing else of the grader's environment).
 NAMES = ("VITGRADE_TIMEOUT", "VITGRADE_IMPORT_TIMEOUT", "VITGRADE_TIME_SCALE", "VITGRADE_BUDGET", "VITGRADE_THREADS",
          "VITGRADE_MEMORY_MB", "VITGRADE_CELL_TIMEOUT", "VITGRADE_NOTEBOOK_BUDGET", "VITGRADE_EXECUTE",
-         "VITGRADE_JUDGE_TIMEOUT", "VITGRADE_ISOLATION", "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
+         "VITGRADE_JUDGE_TIMEOUT", "VITGRADE_NOTEBOOK_MB", "VITGRADE_ISOLATION",
+         "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
 
 
 def _float(name: str, default: float) -> float:
@@ -84,3 +87,7 @@ def execute_notebook() -> bool:
 
 def judge_timeout() -> float:
     return _float("VITGRADE_JUDGE_TIMEOUT", 900)
+
+
+def notebook_mb() -> float:
+    return _float("VITGRADE_NOTEBOOK_MB", 64)

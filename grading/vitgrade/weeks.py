@@ -34,8 +34,8 @@ PACKAGE = "vitcourse"
 COMMON_PROBES = TESTS / "hidden" / "common"
 
 # Modules of the package that every week ships (no exercises in them).
-SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py",
-                  "models.py", "batches.py", "train.py")  # Week 3: CNN teacher, on-device batches, the training command
+SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py", "profiling.py",
+                  "models.py", "batches.py", "train.py")  # Week 3: CNN teacher, on-device batches, training command
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,38 @@ WEEKS: dict[int, Week] = {
         ),
         sample_mutant="no_t_squared",
         references=("timm",),
+    ),
+    4: Week(
+        number=4,
+        slug="swin",
+        title="Swin Transformer: windows, shifted windows and a hierarchy",
+        modules=("swin.py",),
+        tasks=(
+            Task("4.1", "window_partition and window_reverse"),
+            Task("4.2", "The relative position index and bias"),
+            Task("4.3", "WindowAttention: Week 1 attention with a relative position bias and a mask"),
+            Task("4.4", "The shifted-window mask"),
+            Task("4.5", "SwinTransformerBlock: W-MSA and SW-MSA"),
+            Task("4.6", "PatchMerging"),
+            Task("4.7", "A small hierarchical SwinTransformer"),
+        ),
+        sample_mutant="no_reverse_roll",
+        references=("timm",),
+    ),
+    5: Week(
+        number=5,
+        slug="clip_dino",
+        title="CLIP and DINOv2: contrastive and self-supervised features",
+        modules=("contrastive.py", "features.py", "zeroshot.py", "knn.py", "probe.py"),
+        tasks=(
+            Task("5.1", "The symmetric InfoNCE (CLIP) loss"),
+            Task("5.2", "Frozen features: a batched, no-grad extraction loop"),
+            Task("5.3", "Zero-shot classification from prompt templates"),
+            Task("5.4", "The temperature-weighted k-NN classifier of DINO"),
+            Task("5.5", "The linear probe"),
+        ),
+        sample_mutant="average_without_renormalising",
+        references=("open_clip",),
     ),
 }
 

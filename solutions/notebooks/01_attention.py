@@ -73,7 +73,8 @@ torch.manual_seed(0)
 # scores with `einsum` over the head dimension, scaled by $1/\sqrt{d_h}$; masked scores **set** to
 # `-1e9` before the softmax; softmax over the keys; dropout on the weights after the softmax; then
 # the weighted sum of the values. Return `(context, weights)`, shapes (B, nH, Lq, Dh) and
-# (B, nH, Lq, Lk). Then run the cells below.
+# (B, nH, Lq, Lk). One more argument, `bias`: when given, add it to the scaled scores before the
+# mask (Swin adds a learned bias per relative position this way in Week 4). Then run the cells below.
 
 # %%
 e = math.e

@@ -8,6 +8,11 @@ with a boolean mask): ``True`` / ``1`` means *attend*, ``False`` / ``0`` means
 *padding, ignore*. The mask has shape (B, 1, 1, Lk), or any shape that broadcasts
 to (B, nH, Lq, Lk).
 
+An optional additive ``bias`` (any shape that broadcasts to (B, nH, Lq, Lk)) is added
+to the scaled scores before the mask and the softmax, as a float ``attn_mask`` is in
+``F.scaled_dot_product_attention``. Week 4 passes Swin's relative position bias and its
+0 / -100 shifted-window mask through it.
+
 Rules of the week: no Python loop over the sequence (everything is batched matrix
 algebra; ``torch.einsum`` is encouraged), and no ``torch.nn.MultiheadAttention`` or
 ``F.scaled_dot_product_attention`` inside this file: those are what the tests
@@ -43,7 +48,7 @@ class ScaledDotProductAttention(nn.Module):
         ### END SOLUTION
 
     def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, bias: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Attend from every query to every key.
 
@@ -53,6 +58,8 @@ class ScaledDotProductAttention(nn.Module):
             value: (B, nH, Lk, Dv)
             mask:  optional, broadcastable to (B, nH, Lq, Lk), usually (B, 1, 1, Lk);
                    True/1 = attend, False/0 = ignore.
+            bias:  optional float, broadcastable to (B, nH, Lq, Lk): added to the *scaled*
+                   scores Q K^T / sqrt(Dh), before the mask and the softmax.
 
         Returns:
             context: (B, nH, Lq, Dv), the attention-weighted sum of the values.
@@ -63,6 +70,8 @@ class ScaledDotProductAttention(nn.Module):
         ### BEGIN SOLUTION [Week 1 · Task 1.1]
         # Contract the head dimension d: one score per (query i, key j) pair.
         scores = torch.einsum("bhid,bhjd->bhij", query, key) * self.scale  # (B, nH, Lq, Lk)
+        if bias is not None:
+            scores = scores + bias  # after the scaling: the bias is in softmax units
         if mask is not None:
             scores = scores.masked_fill(~mask.bool(), MASK_VALUE)  # before the softmax
         weights = scores.softmax(dim=-1)  # normalise over the keys: rows sum to 1

@@ -8,6 +8,11 @@ with a boolean mask): ``True`` / ``1`` means *attend*, ``False`` / ``0`` means
 *padding, ignore*. The mask has shape (B, 1, 1, Lk), or any shape that broadcasts
 to (B, nH, Lq, Lk).
 
+An optional additive ``bias`` (any shape that broadcasts to (B, nH, Lq, Lk)) is added
+to the scaled scores before the mask and the softmax, as a float ``attn_mask`` is in
+``F.scaled_dot_product_attention``. Week 4 passes Swin's relative position bias and its
+0 / -100 shifted-window mask through it.
+
 Rules of the week: no Python loop over the sequence (everything is batched matrix
 algebra; ``torch.einsum`` is encouraged), and no ``torch.nn.MultiheadAttention`` or
 ``F.scaled_dot_product_attention`` inside this file: those are what the tests
@@ -40,7 +45,7 @@ class ScaledDotProductAttention(nn.Module):
         raise NotImplementedError('Week 1 · Task 1.1: implement ScaledDotProductAttention.__init__ in src/vitcourse/attention.py')
 
     def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, bias: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Attend from every query to every key.
 
@@ -50,6 +55,8 @@ class ScaledDotProductAttention(nn.Module):
             value: (B, nH, Lk, Dv)
             mask:  optional, broadcastable to (B, nH, Lq, Lk), usually (B, 1, 1, Lk);
                    True/1 = attend, False/0 = ignore.
+            bias:  optional float, broadcastable to (B, nH, Lq, Lk): added to the *scaled*
+                   scores Q K^T / sqrt(Dh), before the mask and the softmax.
 
         Returns:
             context: (B, nH, Lq, Dv), the attention-weighted sum of the values.

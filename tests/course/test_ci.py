@@ -5,6 +5,7 @@ parsed and checked for the commands and the scale switch they must carry.
 """
 
 import yaml
+
 from vitgrade import weeks
 
 TEST_COMMAND = "python3 course.py test"

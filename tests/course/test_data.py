@@ -14,12 +14,12 @@ import socket
 import numpy as np
 import pytest
 import torch
-from vitgrade import weeks
 
 from vitcourse import data, pretrained
 from vitcourse.data import COLOURS, PHOTOS, SHAPE_CLASSES, DataUnavailable, load_cifar10, load_dataset, make_shapes
 from vitcourse.pretrained import WeightsUnavailable, load_open_clip, load_timm, load_transformers
 from vitcourse.scale import Scale
+from vitgrade import weeks
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ the worker (``torch.manual_seed`` per call, ``PYTHONHASHSEED=0``) and thread cou
 """
 
 import pytest
+
 from vitgrade import weeks
 from vitgrade.build import mutants, submissions
 from vitgrade.judging import grade

@@ -5,6 +5,7 @@ import textwrap
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from vitgrade import weeks
 from vitgrade.build import generate
 

@@ -8,6 +8,7 @@ feedback/.
 import shutil
 
 import pytest
+
 from vitgrade import weeks
 from vitgrade.autograde import pipeline as nbp
 

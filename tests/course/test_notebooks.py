@@ -1,6 +1,7 @@
 """Every week's reference notebook runs top to bottom at SMOKE scale (CPU, offline)."""
 
 import pytest
+
 from vitgrade import weeks
 from vitgrade.build import notebooks
 

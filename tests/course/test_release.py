@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+
 from vitgrade import weeks
 from vitgrade.build import release
 

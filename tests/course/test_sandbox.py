@@ -4,6 +4,7 @@ import textwrap
 
 import numpy as np
 import pytest
+
 from vitgrade.confine.sandbox import Sandbox, StudentFailure
 from vitgrade.confine.zygote import Zygote
 from vitgrade.student import wire

@@ -5,6 +5,7 @@ import importlib.util
 import re
 
 import pytest
+
 from vitgrade import weeks
 
 TEXTS = sorted([*weeks.SOLUTION_NOTEBOOKS.glob("*.py"), *weeks.WEEKS_DIR.glob("*/README.md"),
@@ -20,6 +21,8 @@ def _module_names(module: str) -> set[str]:
             names.add(node.name)
         elif isinstance(node, ast.Assign):
             names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):  # COLOURS: dict[...] = ...
+            names.add(node.target.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names |= {a.asname or a.name.split(".")[0] for a in node.names}
     return names

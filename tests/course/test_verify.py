@@ -1,6 +1,7 @@
 """Tests that can fail: the solution passes, the stub fails, every mutant is caught."""
 
 import pytest
+
 from vitgrade import weeks
 from vitgrade.build import mutants, submissions, verify
 

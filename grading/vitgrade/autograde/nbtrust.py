@@ -20,6 +20,13 @@ runs the student's package (the notebook imports it), so a hostile module could 
    those cells survives. The verdict also goes, as JSON, to the orchestrator's private pipe
    (``VITGRADE_VERDICT_FD``) and to ``<course>/.vitgrade/verdicts/<assignment>/<student>.json``.
 
+3. :class:`RepairingExporter` (``c.Autograde.exporter_class``) reads each submitted notebook
+   through :mod:`vitgrade.autograde.repair` before nbgrader's own checks: a missing, duplicated,
+   split, merged or retyped graded cell is put back, a notebook that cannot be read (not JSON,
+   too large) is replaced by the release notebook, and every repair becomes a line in a Markdown
+   cell at the top of the autograded notebook (so in the student's feedback) and in the verdict
+   (``notebook``), so a notebook's structure never decides a score.
+
 A suite that cannot run fails the student's autograde (non-zero exit), never a silent 0.
 """
 
@@ -32,21 +39,33 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import nbformat
 from jupyter_client.manager import AsyncKernelManager
+from nbconvert.exporters import NotebookExporter
 from nbformat.notebooknode import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+
 from vitgrade import settings, weeks
+from vitgrade.autograde import repair
 from vitgrade.confine import isolate
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, one_line, task_report
 
-VERDICT_FD_ENV = "VITGRADE_VERDICT_FD"
-EXPECT_ENV = "VITGRADE_EXPECT_DIGEST"
+VERDICT_FD_ENV = "VITGRADE_VERDICT_FD"  # one JSON line per student graded by this process
+EXPECT_ENV = "VITGRADE_EXPECT_DIGEST"  # JSON: student -> digest of the submitted modules
 TESTS_ENV = "VITGRADE_TESTS_DIGEST"  # digest of source/<assignment>/hidden_tests when the batch started
 KERNEL_FSIZE = 64 * 2**20
 NOT_RUN = ("[This notebook was not re-run at grading (VITGRADE_EXECUTE=none). Your score comes from "
            "the hidden tests, run on your package outside the notebook; see the graded cells.]\n")
+
+
+def per_student(env: str, student: str):
+    """This student's value of a JSON map the orchestrator passed in ``env`` (None if absent)."""
+    try:
+        return json.loads(os.environ.get(env, "{}")).get(student)
+    except (json.JSONDecodeError, AttributeError):
+        return None
 
 
 def modules_digest(week: weeks.Week, files: dict[str, bytes]) -> str:
@@ -96,10 +115,11 @@ class TrustedExecute(Execute):
         week = weeks.by_assignment(info["assignment"])
         snapshot = integrity.Snapshot.take(here / weeks.PACKAGE, origin=info["student"])
         tampering = []
-        expected = os.environ.get(EXPECT_ENV)
+        expected = per_student(EXPECT_ENV, info["student"])
         if expected and expected != modules_digest(week, snapshot.files):
             tampering.append(f"{info['student']}'s submitted modules changed after collection")
-        trusted = {"snapshot": snapshot, "week": week.number, "tampering": tampering, "kernel": ""}
+        trusted = {"snapshot": snapshot, "week": week.number, "tampering": tampering, "kernel": "",
+                   "notebook": repair.recorded(nb)}  # the repairs RepairingExporter made
         resources["vitgrade"] = trusted
         if not settings.execute_notebook():
             # Sanitising already cleared every output; the verdict fills the graded cells.
@@ -147,7 +167,8 @@ class TrustedVerdict(NbGraderPreprocessor):
             if result.status == "ok":
                 result.status, result.error = "tampered", "; ".join(trusted["tampering"])
         verdict = result.to_json()
-        verdict.update(student=info["student"], assignment=info["assignment"], kernel=trusted["kernel"])
+        verdict.update(student=info["student"], assignment=info["assignment"], kernel=trusted["kernel"],
+                       notebook=trusted["notebook"])
         self._deliver(verdict, Path(coursedir.root))
         if result.status == "error":
             raise RuntimeError(f"vitgrade could not grade {info['student']}: {result.error}")
@@ -171,14 +192,42 @@ class TrustedVerdict(NbGraderPreprocessor):
         ]
 
     def _deliver(self, verdict: dict, course: Path) -> None:
-        text = json.dumps(verdict, indent=1)
         folder = course / ".vitgrade" / "verdicts" / verdict["assignment"]
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{verdict['student']}.json").write_text(text)
+        (folder / f"{verdict['student']}.json").write_text(json.dumps(verdict, indent=1))
         fd = os.environ.get(VERDICT_FD_ENV)
-        if fd:
+        if fd:  # one line per student: this process may grade several
             try:
-                with os.fdopen(int(fd), "w", closefd=True) as pipe:
-                    pipe.write(text)
+                data = (json.dumps(verdict) + "\n").encode()
+                while data:
+                    data = data[os.write(int(fd), data):]
             except OSError as exc:
                 self.log.error("could not send the verdict to the orchestrator: %s", exc)
+
+
+class RepairingExporter(NotebookExporter):
+    """nbgrader's notebook exporter, reading each *submitted* notebook through
+    :func:`vitgrade.autograde.repair.load` against the release notebook (``release/<assignment>/``):
+    it never fails to read, and the notebook that nbgrader's own checks (``DeduplicateIds``,
+    ``OverwriteCells``, ``CheckCellMetadata``) see carries each graded cell once. The repairs, with
+    the orchestrator's (a renamed or missing notebook, ``VITGRADE_NOTEBOOK_NOTES``), are recorded
+    by :func:`vitgrade.autograde.repair.annotate`. The second read (autograde's own copy) is plain."""
+
+    def from_file(self, file_stream, resources=None, **kw):
+        info = (resources or {}).get("nbgrader")
+        path = Path(file_stream.name).resolve()
+        coursedir = CourseDirectory(config=self.config)
+        if info is None or path.parent == Path(coursedir.format_path(
+                coursedir.autograded_directory, info["student"], info["assignment"])).resolve():
+            return super().from_file(file_stream, resources=resources, **kw)
+        release_dir = Path(coursedir.format_path(coursedir.release_directory, ".", info["assignment"]))
+        try:
+            release = nbformat.read(release_dir / f"{info['notebook']}.ipynb", as_version=4)
+        except OSError as exc:
+            raise RuntimeError(f"the release notebook is needed to check submissions ({exc}): "
+                               "run nbgrader generate_assignment") from exc
+        nb, notes = repair.load(path, release)
+        notes = [str(n) for n in per_student(repair.NOTES_ENV, info["student"]) or []] + notes
+        for note in notes:
+            self.log.warning("notebook repaired for %s: %s", info["student"], note)
+        return self.from_notebook_node(repair.annotate(nb, notes), resources=resources, **kw)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+
 from vitgrade import weeks
-from vitgrade.autograde import nbtrust
+from vitgrade.autograde import nbtrust, repair
 from vitgrade.build import generate, mutants, submissions
 from vitgrade.confine import isolate
 from vitgrade.confine.zygote import ENV as ZYGOTE_ENV
@@ -32,6 +33,9 @@ from vitgrade.judging.results import one_line
 from vitgrade.pipes import PipeReader
 
 COURSE = weeks.GRADING
+# Where a submission whose notebook is renamed or missing is graded from: a copy of its
+# submitted/ folder with the notebook under its expected name (submitted/ itself is never written).
+STAGED = ".vitgrade/staged"
 
 
 @dataclass
@@ -81,8 +85,8 @@ def build(number: int, course: Path = COURSE) -> Path:
     return course / "release" / week.assignment
 
 
-def _filled_notebook(week: weeks.Week, release_nb: Path) -> nbformat.NotebookNode:
-    """The release notebook with every solution cell answered from the reference."""
+def answered_notebook(week: weeks.Week, release_nb: Path) -> nbformat.NotebookNode:
+    """The release notebook (or the student notebook) with every solution cell answered from the reference."""
     nb = nbformat.read(release_nb, as_version=4)
     reference = {c.metadata["nbgrader"]["grade_id"]: c.source
                  for c in generate.build_notebook(week, student=False).cells
@@ -109,7 +113,7 @@ def make_submission(number: int, student: str, kind: str = "stub", mutant: mutan
     if filled_notebook is None:
         filled_notebook = kind == "solution"
     if filled_notebook:
-        nbformat.write(_filled_notebook(week, release / week.notebook_name), dest / week.notebook_name)
+        nbformat.write(answered_notebook(week, release / week.notebook_name), dest / week.notebook_name)
     submissions.fill(dest / weeks.PACKAGE, kind, mutant)
     return dest
 
@@ -128,39 +132,91 @@ class AutogradeReport:
     runs: dict[str, NbgraderRun]
     tampering: list[str] = field(default_factory=list)  # protected files that changed
     problems: list[str] = field(default_factory=list)  # per student: not graded / gradebook disagrees
+    notebooks: dict[str, list[str]] = field(default_factory=dict)  # per student: notebook repairs
 
     @property
     def ok(self) -> bool:
-        return not self.tampering and not self.problems
+        """Nothing needs a look: every student graded, nothing flagged, no notebook repaired."""
+        return not self.tampering and not self.problems and not any(self.notebooks.values())
+
+    def summary(self) -> list[str]:
+        lines = [f"TAMPERING: {path}" for path in self.tampering] + list(self.problems)
+        for student, notes in sorted(self.notebooks.items()):
+            lines += [f"{student}: notebook repaired (the grade did not depend on it): {note}" for note in notes]
+        return lines
 
 
-def _autograde_one(assignment: str, student: str, digest: str, course: Path, tests: str,
-                   zygote: str) -> NbgraderRun:
+def _autograde_batch(assignment: str, students: list[str], digests: dict[str, str], course: Path, tests: str,
+                     zygote: str, located: dict[str, repair.Located]) -> dict[str, NbgraderRun]:
+    """One ``nbgrader autograde`` process for ``students`` (nbgrader walks them in turn; one that
+    fails does not stop the others). Each student's verdict comes back as one line on a private
+    pipe. Submissions whose notebook was renamed or is missing are graded from their staged copy
+    (:data:`STAGED`), which needs a process of their own; the student is told why
+    (``located.notes``)."""
     reader = PipeReader()
+    args = ["autograde", assignment, "--force"]
+    if len(students) == 1:
+        args += ["--student", students[0]]
+    else:  # nbgrader selects with a pattern and an exclusion list: everyone else in submitted/
+        others = sorted({p.name for p in (course / "submitted").iterdir()} - set(students))
+        args += ["--student", "*"] + ([f"--CourseDirectory.student_id_exclude={','.join(others)}"] if others else [])
+    if any(located[s].moved for s in students):
+        args.append(f"--CourseDirectory.submitted_directory={STAGED}")
+    env = {nbtrust.VERDICT_FD_ENV: str(reader.fd), nbtrust.TESTS_ENV: tests, ZYGOTE_ENV: zygote,
+           nbtrust.EXPECT_ENV: json.dumps({s: digests[s] for s in students}),
+           repair.NOTES_ENV: json.dumps({s: located[s].notes for s in students})}
     try:
-        run = nbgrader("autograde", assignment, "--student", student, "--force", course=course,
-                       env_extra={nbtrust.VERDICT_FD_ENV: str(reader.fd), nbtrust.EXPECT_ENV: digest,
-                                  nbtrust.TESTS_ENV: tests, ZYGOTE_ENV: zygote},
-                       pass_fds=(reader.fd,))
+        run = nbgrader(*args, course=course, env_extra=env, pass_fds=(reader.fd,))
     finally:
         reader.close_writer()
-    data = reader.read()
-    try:
-        run.verdict = json.loads(data) if data else None
-    except json.JSONDecodeError:
-        run.verdict = None
-    return run
+    verdicts = {}
+    for line in reader.read().decode(errors="replace").splitlines():
+        try:
+            verdict = json.loads(line)
+            verdicts[verdict["student"]] = verdict
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    runs = {}
+    for student in students:  # a student without a verdict was not graded: the batch's exit says why
+        code = run.returncode if student not in verdicts else 0
+        runs[student] = NbgraderRun(run.command, code, run.seconds, run.output, verdicts.get(student))
+    return runs
+
+
+def batches(students: list[str], located: dict[str, repair.Located], jobs: int) -> list[list[str]]:
+    """``jobs`` batches of about equal size (one nbgrader start-up each, instead of one per student),
+    and a batch of one for each staged submission. Student ids with a comma cannot be excluded by
+    nbgrader's list, so they get a batch of their own too."""
+    alone = [[s] for s in students if located[s].moved or "," in s]
+    rest = [s for s in students if [s] not in alone]
+    n = max(1, min(jobs, len(rest)))
+    return [rest[i::n] for i in range(n) if rest[i::n]] + alone
 
 
 def autograde(number: int, students: list[str], jobs: int = 2, course: Path = COURSE
               ) -> dict[str, NbgraderRun]:
-    """One ``nbgrader autograde --student`` process per student, ``jobs`` at a time.
-
-    nbgrader's own autograde is sequential; one process per student against one sqlite
-    gradebook is safe at 2 processes (for more graders, use Postgres: see grading/DEPLOYMENT.md).
-    Each process sends its trusted verdict (:mod:`vitgrade.nbtrust`) through a private pipe.
+    """``jobs`` ``nbgrader autograde`` processes at a time, each grading a batch of students in turn
+    (:func:`batches`). Two processes against one sqlite gradebook are safe (for more graders, use
+    Postgres: see grading/DEPLOYMENT.md). Each process sends one trusted verdict per student
+    (:mod:`vitgrade.autograde.nbtrust`) through a private pipe.
     """
     return autograde_checked(number, students, jobs, course).runs
+
+
+def _locate_notebooks(week: weeks.Week, students: list[str], course: Path) -> dict[str, repair.Located]:
+    """Each student's notebook; a renamed or missing one is staged (see :data:`STAGED`)."""
+    release_path = course / "release" / week.assignment / week.notebook_name
+    release = nbformat.read(release_path, as_version=4)
+    found = {}
+    for student in students:
+        folder = course / "submitted" / student / week.assignment
+        located = repair.locate(folder, week.notebook_name, release)
+        if located.moved and folder.is_dir():
+            repair.stage(located, folder, course / STAGED / student / week.assignment, release_path)
+        elif located.moved:  # no submission at all: nbgrader says so
+            located = repair.Located(located.expected, [], located.expected)
+        found[student] = located
+    return found
 
 
 def autograde_checked(number: int, students: list[str], jobs: int = 2, course: Path = COURSE,
@@ -169,7 +225,9 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
     submitted package (passed to its autograde process, which compares) and the hashes of what
     must not change (source/, release/, every submitted/ folder, the repository's hidden tests
     and solutions); after, those hashes again, every student's exit status and verdict, and the
-    exported gradebook against the verdicts."""
+    exported gradebook against the verdicts. Every notebook repair (:mod:`vitgrade.autograde.repair`)
+    is in ``notebooks`` and in ``<course>/.vitgrade/reports/<assignment>.csv``, and makes the
+    batch need a look (``ok`` is False) though every package was graded."""
     isolate.protect_self()
     week = weeks.get(number)
     assignment = week.assignment
@@ -180,18 +238,30 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
     guard = integrity.Guard([course / "source" / assignment, course / "release" / assignment,
                              course / "submitted", week.suite_dir("hidden"), weeks.SOLUTION_PACKAGE])
     tests = judge.tests_digest(course / "source" / assignment / "hidden_tests")
-    with Zygote(preload=week.references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        runs = dict(zip(students, pool.map(
-            lambda s: _autograde_one(assignment, s, digests[s], course, tests, zygote.address), students)))
+    located = _locate_notebooks(week, students, course)
+    try:
+        with Zygote(preload=week.references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            graded = pool.map(lambda batch: _autograde_batch(assignment, batch, digests, course, tests,
+                                                             zygote.address, located),
+                              batches(students, located, jobs))
+            runs = {}
+            for batch_runs in graded:
+                runs.update(batch_runs)
+            runs = {s: runs[s] for s in students}
+    finally:
+        shutil.rmtree(course / STAGED, ignore_errors=True)
     report = AutogradeReport(runs, tampering=guard.changes())
     for student, run in runs.items():
         verdict = run.verdict
+        said = list((verdict or {}).get("notebook", []))  # the exporter repeats the orchestrator's lines
+        report.notebooks[student] = [n for n in located[student].notes if n not in said] + said
         if run.returncode != 0 or verdict is None:
             reason = (verdict or {}).get("error") or one_line(run.output.strip().splitlines()[-1]
                                                              if run.output.strip() else "no output")
             report.problems.append(f"{student}: not graded (nbgrader exit {run.returncode}): {reason}")
         elif verdict.get("tampering"):
             report.problems.append(f"{student}: flagged: {'; '.join(verdict['tampering'][:3])}")
+    rows = {}
     if export_rows:
         rows = {r["student_id"]: r for r in export(course) if r["assignment"] == assignment}
         for student, run in runs.items():
@@ -201,7 +271,31 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
             if abs(got - run.verdict["earned"]) > 1e-6:
                 report.problems.append(f"{student}: gradebook says {got}, the verdict was "
                                        f"{run.verdict['earned']}")
+    _write_report(course / ".vitgrade" / "reports" / f"{assignment}.csv", report, rows)
     return report
+
+
+REPORT_FIELDS = ["student", "points", "max", "nbgrader_exit", "status", "notebook"]
+
+
+def _write_report(path: Path, report: AutogradeReport, rows: dict[str, dict]) -> None:
+    """One line per student for the instructor: points, status, and what happened to the notebook
+    (this batch's students replace their earlier lines; other students' lines stay)."""
+    lines = {}
+    if path.exists():
+        with open(path, newline="") as fh:
+            lines = {line["student"]: line for line in csv.DictReader(fh)}
+    for student, run in report.runs.items():
+        verdict, row = run.verdict or {}, rows.get(student, {})
+        status = verdict.get("status", "not graded") if run.returncode == 0 else "not graded"
+        lines[student] = {"student": student, "points": row.get("score", verdict.get("earned", "")),
+                          "max": row.get("max_score", verdict.get("max", "")), "nbgrader_exit": run.returncode,
+                          "status": status, "notebook": " | ".join(report.notebooks.get(student, []))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REPORT_FIELDS)
+        writer.writeheader()
+        writer.writerows(lines[s] for s in sorted(lines))
 
 
 def sample_submissions(number: int) -> dict[str, tuple[str, mutants.Mutant | None]]:

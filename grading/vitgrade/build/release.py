@@ -4,9 +4,9 @@ Copied: the README, the dependency pins and installer, the student package (stub
 student notebooks and week READMEs, the public tests, shipped data and the part of the grading
 tool a student runs (``vitgrade check``: the registry, the judge, the sandbox). Left out:
 solutions/, the hidden suites, the mutants, the course's own tests, every nbgrader working
-folder, and the instructor's sub-packages of the grading tool (building, nbgrader, self-checks). The copy is then scanned for leaks: solution or
-hidden-test markers in any file or notebook cell, any distinctive line of a solution region,
-of a hidden test or of a mutant.
+folder, and the instructor's sub-packages of the grading tool (building, nbgrader, self-checks).
+The copy is then scanned for leaks: solution or hidden-test markers in any file or notebook
+cell, any distinctive line of a solution region, of a hidden test or of a mutant.
 """
 
 from __future__ import annotations

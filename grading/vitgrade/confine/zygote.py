@@ -240,6 +240,7 @@ def serve(address: str, ready_fd: int, preload: list[str]) -> None:
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch
+
     import vitgrade.judging.judge  # noqa: F401 - the judge's imports (pytest plugin, results)
     import vitgrade.student.probes  # noqa: F401
     import vitgrade.student.wire  # noqa: F401

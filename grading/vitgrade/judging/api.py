@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vitgrade import weeks
 from vitgrade.confine.sandbox import Sandbox, StudentFailure
 

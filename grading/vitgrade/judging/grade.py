@@ -9,6 +9,11 @@ several at once. At the end the hashes are compared again: a change is tampering
 the summary and the exit status. The per-student JSON files and the gradebook
 (``gradebook.csv`` and ``gradebook.json``) are written once, from memory, after the last
 student's code has stopped, and read back to check they say what was decided.
+
+Notebooks are not graded here. When a submission folder holds the week's notebook (or a renamed
+one), it is checked like the nbgrader path checks it (:func:`vitgrade.autograde.repair.inspect_submission`)
+before any student code runs, and what was found is reported (the ``notebook`` column and JSON key,
+one ``notebook`` line per finding in the summary); it never changes a score or the exit status.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, reason
 
-FIELDS = ["student", "week", "points", "max", "status", "reason"]
+FIELDS = ["student", "week", "points", "max", "status", "reason", "notebook"]
 
 
 def submission_root(path: Path) -> Path:
@@ -41,6 +46,7 @@ class Run:
     results: dict[str, SuiteResult]
     tampering: list[str] = field(default_factory=list)  # protected paths that changed
     gradebook_problems: list[str] = field(default_factory=list)
+    notebooks: dict[str, list[str]] = field(default_factory=dict)  # what each notebook looked like (not graded)
 
     @property
     def failed(self) -> list[str]:
@@ -63,6 +69,7 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
     if len(set(names)) != len(names):
         raise SystemExit("two submissions have the same folder name; rename one")
     snapshots = {p.name: snapshot(p) for p in paths}
+    notebooks = notebook_reports(week, paths)
     hidden = weeks.get(week).suite_dir("hidden")
     guarded = list(paths) + [hidden, weeks.SOLUTION_PACKAGE] + list(protect)
     if out_dir is not None and out_dir.exists():
@@ -77,23 +84,35 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
 
     with Zygote(preload=weeks.get(week).references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = dict(zip(names, pool.map(grade_one, paths)))
-    run = Run(week, results, tampering=guard.changes())
+    run = Run(week, results, tampering=guard.changes(), notebooks=notebooks)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, result in results.items():
-            (out_dir / f"{name}.json").write_text(json.dumps(result.to_json(), indent=1))
-        write_gradebook(week, results, out_dir)
+            (out_dir / f"{name}.json").write_text(json.dumps({**result.to_json(), "notebook": notebooks[name]},
+                                                             indent=1))
+        write_gradebook(week, results, out_dir, notebooks)
         run.gradebook_problems = check_gradebook(results, out_dir)
     return run
 
 
-def rows(week: int, results: dict[str, SuiteResult]) -> list[dict]:
+def notebook_reports(week: int, paths: list[Path]) -> dict[str, list[str]]:
+    """What each submission's notebook looks like, if it has one (nbformat is imported only then)."""
+    if not any(next(p.rglob("*.ipynb"), None) for p in paths):
+        return {p.name: [] for p in paths}
+    from vitgrade.autograde import repair
+
+    return {p.name: repair.inspect_submission(weeks.get(week), p) for p in paths}
+
+
+def rows(week: int, results: dict[str, SuiteResult], notebooks: dict[str, list[str]] | None = None) -> list[dict]:
     return [{"student": name, "week": week, "points": r.earned, "max": r.max_points,
-             "status": r.status, "reason": reason(r)} for name, r in sorted(results.items())]
+             "status": r.status, "reason": reason(r), "notebook": " | ".join((notebooks or {}).get(name, []))}
+            for name, r in sorted(results.items())]
 
 
-def write_gradebook(week: int, results: dict[str, SuiteResult], out_dir: Path) -> None:
-    table = rows(week, results)
+def write_gradebook(week: int, results: dict[str, SuiteResult], out_dir: Path,
+                    notebooks: dict[str, list[str]] | None = None) -> None:
+    table = rows(week, results, notebooks)
     (out_dir / "gradebook.json").write_text(json.dumps(table, indent=1))
     with open(out_dir / "gradebook.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from vitgrade import settings, weeks
 from vitgrade.confine import isolate
 from vitgrade.confine import zygote as zygote_mod

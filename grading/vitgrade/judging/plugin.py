@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from vitgrade.judging.results import TestResult, one_line
 
 STRIP_PREFIXES = ("AssertionError: ", "StudentFailure: ", "vitgrade.confine.sandbox.StudentFailure: ")

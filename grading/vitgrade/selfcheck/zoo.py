@@ -8,7 +8,18 @@ the format of :mod:`vitgrade.build.mutants`, with two header lines::
 
 An entry may start from another with ``# base: <name>`` (applied first; a file whose name starts
 with ``_`` is a base only, not an entry). The other header lines argue the expected score.
-:func:`grade_vitgrade` grades a set of entries
+A ``grading/zoo/<week id>/<name>.notebook`` entry
+is a notebook-level edit (:mod:`vitgrade.selfcheck.nbedits`) applied to the notebook of a
+reference-solution submission (the filled release notebook on the nbgrader path, the filled student
+notebook beside the package on the ``vitgrade grade`` path)::
+
+    # edit: duplicate task_1_3          (the operation and its arguments)
+    # expect: 1.1=10 1.2=14 1.3=4       (the package's points: a notebook never costs any)
+    # report: (task_1_3) appeared 2     (substring of the notebook report, both paths)
+    # vitgrade report: none             (optional: what ``vitgrade grade`` reports instead; none = nothing)
+
+Every other entry (and bystander) must get an empty notebook report: an untouched notebook is
+never "repaired". :func:`grade_vitgrade` grades a set of entries
 (plus bystanders: the reference and the untouched stub, whose grades must not move) with
 ``vitgrade grade --jobs N`` in a subprocess; :func:`grade_nbgrader` builds the week in a
 temporary nbgrader course and runs one ``nbgrader autograde`` per student. :func:`check`
@@ -29,12 +40,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+
 from vitgrade import weeks
 from vitgrade.build import mutants, submissions
 from vitgrade.build.generate import task_points
 from vitgrade.judging import integrity
 from vitgrade.judging.plugin import quoted_lines
 from vitgrade.judging.results import SuiteResult, reason
+from vitgrade.selfcheck import nbedits
 
 ZOO_ENV = {"VITGRADE_TIME_SCALE": "0.25", "VITGRADE_TIMEOUT": "12", "VITGRADE_IMPORT_TIMEOUT": "40",
            "VITGRADE_MEMORY_MB": "4096", "VITGRADE_CELL_TIMEOUT": "40", "VITGRADE_NOTEBOOK_BUDGET": "100"}
@@ -44,11 +58,13 @@ ZOO_ENV = {"VITGRADE_TIME_SCALE": "0.25", "VITGRADE_TIMEOUT": "12", "VITGRADE_IM
 DECOY_MARKER = "VITGRADE-ZOO-DECOY-SECRET"
 DECOY_ENV = "VITGRADE_ZOO_DB_PASSWORD"
 DAEMON_MARK = "vitgrade-zoo-daemon"
+KEYS = re.compile(r"#\s*(expect|reason|base|edit|report|vitgrade report):\s*(.*)")  # an entry's header fields
 
 
 @dataclass
 class Entry:
-    """A submission to grade: the reference or the stub (``kind``), patched by ``mutant``."""
+    """A submission to grade: the reference or the stub (``kind``), patched by ``mutant``, its
+    notebook changed by ``edit`` (a ``*.notebook`` entry)."""
 
     name: str
     description: str
@@ -56,10 +72,23 @@ class Entry:
     reason: str
     mutant: mutants.Mutant | Chain | None  # None for a bystander
     kind: str = "solution"  # "solution" or "stub": what the patch applies to
+    edit: tuple[str, list[str]] | None = None  # a notebook edit (nbedits operation, arguments)
+    report: dict[str, str] = field(default_factory=dict)  # path -> substring of its notebook report
 
-    def make(self, dest: Path) -> Path:
-        """A submission folder holding ``vitcourse/`` for this entry."""
-        return submissions.make(dest, self.kind, self.mutant)
+    def make(self, dest: Path, week: int | None = None) -> Path:
+        """A submission folder holding ``vitcourse/`` for this entry (and for a notebook entry, the
+        week's student notebook, answered from the reference, then edited)."""
+        folder = submissions.make(dest, self.kind, self.mutant)
+        if self.edit is not None:
+            from vitgrade.autograde.pipeline import answered_notebook
+
+            info = weeks.get(week)
+            nbformat.write(answered_notebook(info, info.student_notebook), folder / info.notebook_name)
+            self.apply_edit(folder / info.notebook_name)
+        return folder
+
+    def apply_edit(self, notebook: Path) -> None:
+        nbedits.apply(notebook, *self.edit)
 
     @property
     def total(self) -> float:
@@ -74,22 +103,28 @@ class Outcome:
     status: str
     reason: str
     messages: list[str] = field(default_factory=list)
+    notebook: list[str] = field(default_factory=list)  # what the path reported about the notebook
 
 
-def _field(path: Path, name: str) -> str | None:
+def _fields(path: Path) -> dict[str, str]:
+    """The ``# key: value`` header lines of an entry (see KEYS)."""
+    fields = {}
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
-            return None
-        if m := re.match(rf"#\s*{name}:\s*(.*)", line):
-            return m.group(1).strip()
-    return None
+            break
+        if m := KEYS.match(line):
+            fields[m.group(1)] = m.group(2).strip()
+    return fields
 
 
-def _header(path: Path) -> tuple[dict[str, float], str]:
-    expect, reason = _field(path, "expect"), _field(path, "reason")
-    if not expect or reason is None:
+def _header(path: Path) -> tuple[dict[str, float], str, dict[str, str]]:
+    """``# expect:``, ``# reason:`` and the other header fields of an entry."""
+    fields = _fields(path)
+    reason = fields.get("reason")
+    if not fields.get("expect") or (reason is None and path.suffix == ".mutant"):
         raise ValueError(f"{path}: needs '# expect: 1.1=.. 1.2=..' and '# reason: ...' header lines")
-    return {k: float(v) for k, v in (item.split("=") for item in expect.split())}, reason
+    expect = {k: float(v) for k, v in (item.split("=") for item in fields["expect"].split())}
+    return expect, reason or "", fields
 
 
 @dataclass
@@ -116,23 +151,46 @@ class Chain:
 
 
 def _chain(path: Path) -> Chain:
-    base = _field(path, "base")
+    base = _fields(path).get("base")
     parts = _chain(path.with_name(f"{base}.mutant")).parts if base else []
     return Chain(parts + [mutants.parse(path)])
 
 
 def weeks_with_zoo() -> list[int]:
-    return [n for n, w in weeks.WEEKS.items() if any(w.zoo_dir.glob("*.mutant"))]
+    return [n for n, w in weeks.WEEKS.items() if any(w.zoo_dir.glob("*.mutant")) or any(w.zoo_dir.glob("*.notebook"))]
 
 
-def load(week: int, only: list[str] | None = None, bystanders: bool = True) -> list[Entry]:
+def _notebook_entry(path: Path) -> Entry:
+    expect, reason, fields = _header(path)
+    if "edit" not in fields or "report" not in fields:
+        raise ValueError(f"{path}: a notebook entry needs '# edit: OPERATION ARGS' and '# report: ...' lines")
+    operation, *args = fields["edit"].split()
+    if operation not in nbedits.EDITS:
+        raise ValueError(f"{path}: unknown edit {operation!r}; known: {sorted(nbedits.EDITS)}")
+    vitgrade_report = fields.get("vitgrade report", fields["report"])
+    report = {"nbgrader": fields["report"], "vitgrade": "" if vitgrade_report == "none" else vitgrade_report}
+    description = " ".join(line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                           if line.startswith("#") and not KEYS.match(line))
+    return Entry(path.stem, description, expect, reason, None, edit=(operation, args), report=report)
+
+
+def load_notebooks(week: int, only: list[str] | None = None) -> list[Entry]:
+    """The week's ``*.notebook`` entries (notebook-level edits of a reference submission)."""
+    return [_notebook_entry(p) for p in sorted(weeks.get(week).zoo_dir.glob("*.notebook"))
+            if not only or p.stem in only]
+
+
+def load(week: int, only: list[str] | None = None, bystanders: bool = True, notebooks: bool = False) -> list[Entry]:
+    """The week's ``*.mutant`` entries (with ``notebooks``, its ``*.notebook`` entries too) and the bystanders."""
     entries = []
     for path in sorted(weeks.get(week).zoo_dir.glob("*.mutant")):
         if path.stem.startswith("_") or only and path.stem not in only:
             continue
-        expect, reason = _header(path)
+        expect, reason, _ = _header(path)
         chain = _chain(path)
         entries.append(Entry(path.stem, chain.description, expect, reason, chain))
+    if notebooks:
+        entries += load_notebooks(week, only)
     if bystanders:
         full = task_points(week)
         entries.append(Entry("bystander_reference", "the reference solution (must keep full marks)",
@@ -155,7 +213,7 @@ def _outcome(name: str, data: dict, row_reason: str) -> Outcome:
     if data.get("error"):
         messages.append(data["error"])
     return Outcome(name, tasks, float(data.get("earned", 0.0)), data.get("status", "error"),
-                   row_reason, messages)
+                   row_reason, messages, list(data.get("notebook", [])))
 
 
 @dataclass
@@ -229,7 +287,7 @@ def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2
     """``vitgrade grade WEEK <every entry> --jobs N --out DIR`` in a subprocess."""
     guard = _repo_guard(week)
     subs = workdir / "submissions"
-    paths = [e.make(subs / e.name) for e in entries]
+    paths = [e.make(subs / e.name, week) for e in entries]
     out = workdir / "out"
     start = time.monotonic()
     with decoys():
@@ -255,14 +313,18 @@ def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2
 
 def nbgrader_course(week: int, students: list[tuple[str, Entry]], course: Path) -> None:
     """A fresh nbgrader course in ``course`` with the week built and, for every (student id,
-    entry), ``submitted/<id>/<assignment>``: the untouched release notebook and the entry's package."""
+    entry), ``submitted/<id>/<assignment>``: the untouched release notebook and the entry's package
+    (a notebook entry: the release notebook answered from the reference, then edited)."""
     from vitgrade.autograde import pipeline as nbp
 
     course.mkdir(parents=True, exist_ok=True)
     shutil.copy2(weeks.GRADING / "nbgrader_config.py", course / "nbgrader_config.py")
     nbp.build(week, course)
     for sid, entry in students:
-        nbp.make_submission(week, sid, entry.kind, entry.mutant, course, filled_notebook=False)
+        dest = nbp.make_submission(week, sid, entry.kind, entry.mutant, course,
+                                   filled_notebook=entry.edit is not None)
+        if entry.edit is not None:
+            entry.apply_edit(dest / weeks.get(week).notebook_name)
 
 
 def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2) -> PathRun:
@@ -293,8 +355,8 @@ def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2)
         outcomes[e.name] = _outcome(e.name, verdict, reason(result) if result else verdict["error"])
     exit_code = 0 if report.ok else 1
     time.sleep(0.5)
-    return PathRun("nbgrader", outcomes, exit_code, seconds, report.tampering + report.problems,
-                   _leftovers(), guard.changes(), _leaked(course / "autograded"))
+    return PathRun("nbgrader", outcomes, exit_code, seconds, report.summary(), _leftovers(), guard.changes(),
+                   _leaked(course / "autograded"))
 
 
 def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) -> list[str]:
@@ -317,6 +379,7 @@ def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) 
         problems.append("tampering was flagged but the grading command exited 0")
     if entry.reason and entry.reason.lower() not in outcome.reason.lower():
         problems.append(f"reason {outcome.reason!r} does not mention {entry.reason!r}")
+    problems += check_notebook_report(entry.report.get(run.path, ""), outcome.notebook)
     for message in outcome.messages + [outcome.reason]:
         if "\n" in message or "Traceback" in message:
             problems.append(f"message is not one clean line: {message[:120]!r}")
@@ -325,6 +388,16 @@ def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) 
         if DECOY_MARKER in message:
             problems.append(f"message carries a decoy secret (student code could read it): {message[:120]!r}")
     return problems
+
+
+def check_notebook_report(expected: str, notebook: list[str]) -> list[str]:
+    """The notebook report says ``expected`` (a substring), or is empty when nothing is expected."""
+    said = " | ".join(notebook)
+    if expected and expected.lower() not in said.lower():
+        return [f"notebook report {said[:200]!r} does not mention {expected!r}"]
+    if not expected and notebook:
+        return [f"unexpected notebook report: {said[:200]!r}"]
+    return []
 
 
 def hidden_lines(week: int) -> set[str]:
@@ -341,7 +414,8 @@ def table(week: int, entries: list[Entry], runs: list[PathRun]) -> tuple[list[st
             o = run.outcomes[e.name]
             problems = check(e, o, run, hidden)
             n_problems += len(problems)
-            text = "; ".join(problems) if problems else (o.reason or "-")
+            said = ("notebook: " + " | ".join(o.notebook)) if o.notebook else ""
+            text = "; ".join(problems) if problems else (o.reason or said or "-")
             lines.append(f"{e.name:<24} {run.path:<9} {e.total:>8g} {o.points:>6g}  "
                          f"{o.status:<8} {'PROBLEM: ' if problems else ''}{text[:150]}")
         for extra in run.report:

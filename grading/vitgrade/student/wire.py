@@ -43,7 +43,7 @@ def encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     array = _to_numpy(value)
     if array is not None:
         key = f"a{len(arrays)}"
-        arrays[key] = np.ascontiguousarray(array)
+        arrays[key] = np.require(array, requirements="C")  # keeps a 0-d array 0-d
         return {ARRAY_TAG: key}
     if value is None or isinstance(value, (bool, str)):
         return value

@@ -48,6 +48,7 @@ def serve(root: str, req_fd: int, rep_fd: int, inbox: str, channel: str, probe_d
     if probe_dir:
         sys.path.insert(1, probe_dir)  # week_probes, course_probes (copied from the hidden suite)
     import torch  # already imported by the zygote: this only fixes the thread count
+
     from vitgrade.student import wire
 
     torch.set_num_threads(threads)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vitgrade.hidden import assert_close, rand, source
 
 SDPA = "attention.ScaledDotProductAttention"
@@ -32,9 +33,10 @@ def reference_weights(q, k, mask=None):
     return scores.softmax(-1)
 
 
-def sdpa(student, q, k, v, mask=None, dropout=0.0, train=False, calls=1, seed=0):
+def sdpa(student, q, k, v, mask=None, dropout=0.0, train=False, calls=1, seed=0, bias=None):
     module = student.module(SDPA, init={"head_dim": q.shape[-1], "dropout": dropout}, train=train)
-    outs = module.run(q, k, v, mask, calls=calls, seed=seed)["outputs"]
+    kwargs = {} if bias is None else {"bias": bias}
+    outs = module.run(q, k, v, mask, calls=calls, seed=seed, **kwargs)["outputs"]
     for call in outs:
         if not isinstance(call, tuple) or len(call) != 2:
             raise AssertionError("ScaledDotProductAttention.forward must return (context, weights)")
@@ -70,11 +72,17 @@ def mha(student, ref, query, key=None, value=None, mask=None, grad_weights=None)
 
 # ---------------------------------------------------------------- Task 1.1: scaled dot-product
 @pytest.mark.task("1.1", points=2)
-def test_sdpa_matches_torch(student):
+@pytest.mark.parametrize("with_bias", [False, True], ids=["plain", "additive_bias"])
+def test_sdpa_matches_torch(student, with_bias):
+    """With ``bias``: torch's float attn_mask is the same additive term (Swin's relative bias, Week 4)."""
     q, k, v = rand(B, nH, LQ, DH, seed=1), rand(B, nH, LK, DH, seed=2), rand(B, nH, LK, DH, seed=3)
-    context, weights = sdpa(student, q, k, v)
-    assert_close(weights, reference_weights(q, k), "attention weights")
-    assert_close(context, F.scaled_dot_product_attention(q, k, v), "context vs F.scaled_dot_product_attention")
+    bias = 2 * rand(1, nH, LQ, LK, seed=40) if with_bias else None  # broadcast over the batch
+    context, weights = sdpa(student, q, k, v, bias=bias)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(DH) + (0 if bias is None else bias)
+    what = "with an additive (1, nH, Lq, Lk) bias on the scaled scores" if with_bias else "without mask or bias"
+    assert_close(weights, scores.softmax(-1), f"attention weights {what}")
+    assert_close(context, F.scaled_dot_product_attention(q, k, v, attn_mask=bias),
+                 f"context vs F.scaled_dot_product_attention {what}")
 
 
 @pytest.mark.task("1.1", points=1)
