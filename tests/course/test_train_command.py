@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import yaml
+
 from vitgrade import weeks
 
 

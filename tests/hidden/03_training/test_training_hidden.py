@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from vitgrade.hidden import assert_close, rand
 
 
