@@ -107,9 +107,9 @@ CIFAR_STRONG_AUG = dict(max_shift=4, shift_padding="reflect", hflip=True, randau
 
 RECIPES = {r.name: r for r in [  # name -> Recipe
     # SMOKE (CPU, seconds): the Week 3 notebook's runs on scikit-learn's digits at 32 x 32.
-    Recipe("digits-vit", "digits", "vit", DIGITS_VIT, epochs=30, batch_size=64, lr=3e-3, warmup_epochs=2,
+    Recipe("digits-vit", "digits", "vit", DIGITS_VIT, epochs=40, batch_size=128, lr=4e-3, warmup_epochs=2,
            max_shift=2, label_smoothing=0.1, amp=False, compile=False, target_acc=0.97),
-    Recipe("digits-deit", "digits", "deit", DIGITS_VIT, epochs=30, batch_size=64, lr=3e-3, warmup_epochs=2,
+    Recipe("digits-deit", "digits", "deit", DIGITS_VIT, epochs=40, batch_size=128, lr=4e-3, warmup_epochs=2,
            max_shift=2, label_smoothing=0.1, distillation="soft", temperature=4.0, amp=False, compile=False,
            target_acc=0.97),
     Recipe("digits-cnn", "digits", "cnn", dict(widths=(32, 64, 128), stem_stride=2), epochs=10, batch_size=64,

@@ -27,7 +27,7 @@ def train_command(*args: str, tmp_path, scale: str = "smoke", timeout: int = 120
 def test_benchmark_runs_the_full_recipe_on_the_cpu(tmp_path):
     """The FULL CIFAR-10 pipeline (RandAugment, crops, flips, Mixup/CutMix, patch-4 ViT, fused-or-not AdamW,
     clipping, the schedule) on random CIFAR-shaped tensors: a few small steps, then images/s."""
-    proc = train_command("benchmark", "cifar10-vit", "--batch-size", "8", "--steps", "2", "--warmup", "1",
+    proc = train_command("benchmark", "cifar10-vit", "--batch-size", "8", "--steps", "1", "--warmup", "1",
                          tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -67,3 +67,34 @@ def test_gpu_workflow_runs_the_week3_commands():
         if "fit" in words or "benchmark" in words:
             recipe = words[words.index("fit" if "fit" in words else "benchmark") + 1]
             assert recipe in recipes, f"gpu.yml runs an unknown recipe {recipe!r}"
+
+
+LOADER_CHECK = """
+import torch
+from vitcourse.models import ConvNet, load_week3_models, save_week3_models
+from vitcourse.vit import VisionTransformer
+
+assert load_week3_models() is None, "nothing saved yet: None"
+vit_cfg = dict(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=10)
+cnn_cfg = dict(widths=(4, 8), num_classes=10)
+vit, cnn = VisionTransformer(**vit_cfg).train(), ConvNet(**cnn_cfg).train()
+save_week3_models(vit, vit_cfg, cnn, cnn_cfg, torch.full((3,), 0.2), torch.full((3,), 0.5), tuple("abcdefghij"),
+                  "digits", {"vit_test_acc": 0.5})
+loaded = load_week3_models()
+images = torch.rand(2, 3, 32, 32)
+assert not loaded.vit.training and not loaded.cnn.training, "returned in eval mode"
+with torch.no_grad():
+    assert torch.allclose(loaded.vit(loaded.normalize(images)), vit.eval()(((images - 0.2) / 0.5)))
+    assert torch.allclose(loaded.cnn(loaded.normalize(images)), cnn.eval()(((images - 0.2) / 0.5)))
+assert loaded.classes == tuple("abcdefghij") and loaded.dataset == "digits"
+print("ok")
+"""
+
+
+def test_week3_models_round_trip_for_later_weeks(tmp_path):
+    """What Weeks 6 and 7 call: None before the Week 3 notebook ran, then both models in eval mode."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(weeks.SOLUTIONS), str(weeks.GRADING)]),
+               VIT_DATA_DIR=str(tmp_path / "data"), VIT_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", LOADER_CHECK], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+    assert (tmp_path / "data" / "03_training" / "vit.pt").is_file()
