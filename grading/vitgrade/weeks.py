@@ -34,7 +34,8 @@ PACKAGE = "vitcourse"
 COMMON_PROBES = TESTS / "hidden" / "common"
 
 # Modules of the package that every week ships (no exercises in them).
-SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py", "profiling.py")
+SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py", "profiling.py",
+                  "models.py", "batches.py", "train.py")  # Week 3: CNN teacher, on-device batches, training command
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,22 @@ WEEKS: dict[int, Week] = {
             Task("2.5", "Cost accounting: tokens, parameters, FLOPs"),
         ),
         sample_mutant="post_norm",
+        references=("timm",),
+    ),
+    3: Week(
+        number=3,
+        slug="training",
+        title="Training ViTs: the recipe, augmentation, distillation, fine-tuning",
+        modules=("schedules.py", "optim.py", "augment.py", "distill.py", "training.py", "finetune.py"),
+        tasks=(
+            Task("3.1", "Learning-rate schedule: linear warmup, cosine decay"),
+            Task("3.2", "AdamW parameter groups"),
+            Task("3.3", "Mixup, CutMix and soft-target cross-entropy"),
+            Task("3.4", "Knowledge distillation: soft and hard targets, the distillation token"),
+            Task("3.5", "The training loop: clipping, logging, checkpoint and resume"),
+            Task("3.6", "Fine-tuning a timm model: linear probe or everything"),
+        ),
+        sample_mutant="no_t_squared",
         references=("timm",),
     ),
     4: Week(
