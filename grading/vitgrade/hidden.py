@@ -6,6 +6,6 @@ The ``student`` fixture needs no import: the judge's plugin provides it. See
 """
 
 from vitgrade.confine.sandbox import StudentFailure
-from vitgrade.judging.api import ModuleRef, Student, assert_close, rand, source
+from vitgrade.judging.api import ModuleRef, Student, assert_close, rand, randomise, source, state
 
-__all__ = ["ModuleRef", "Student", "StudentFailure", "assert_close", "rand", "source"]
+__all__ = ["ModuleRef", "Student", "StudentFailure", "assert_close", "rand", "randomise", "source", "state"]

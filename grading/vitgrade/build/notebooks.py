@@ -18,15 +18,20 @@ from vitgrade import weeks
 from vitgrade.build import generate
 
 
-def execute(number: int, out_dir: Path | None = None, timeout: int = 3600
+def execute(number: int, out_dir: Path | None = None, timeout: int = 3600, student: bool = False
             ) -> tuple[nbformat.NotebookNode, float, list[str]]:
-    """Run week ``number``'s reference notebook; return it, the seconds taken and any errors."""
+    """Run week ``number``'s reference notebook on the reference package (or, with ``student``,
+    the generated student notebook on the stubs, as a student who runs everything before writing
+    any code); return it, the seconds taken and any errors."""
     week = weeks.get(number)
-    nb = generate.build_notebook(week, student=False)
-    for cell in nb.cells:
-        cell.source = generate.strip_regions(cell.source, generate.BEGIN_HIDDEN, generate.END_HIDDEN, None)
+    if student:
+        nb, package = nbformat.read(week.student_notebook, as_version=4), weeks.STUDENT_PACKAGE.parent
+    else:
+        nb, package = generate.build_notebook(week, student=False), weeks.SOLUTIONS
+        for cell in nb.cells:
+            cell.source = generate.strip_regions(cell.source, generate.BEGIN_HIDDEN, generate.END_HIDDEN, None)
     old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(weeks.SOLUTIONS), old]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), old]))
     old_backend = os.environ.pop("MPLBACKEND", None)  # Agg would swallow the kernel's figures
     start = time.monotonic()
     try:

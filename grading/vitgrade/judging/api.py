@@ -155,6 +155,25 @@ def rand(*shape: int, seed: int = 0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+def randomise(model, seed: int = 0):
+    """A reference model with N(0, 0.2) weights and biases and LayerNorm scales N(1, 0.1), in eval
+    mode: a library's default initialisation (tiny weights, zero biases, unit norms) would hide
+    bugs such as a tanh GELU or a missing bias under the tolerance."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for key, param in model.named_parameters():
+            mean, spread = (1.0, 0.1) if key.endswith("weight") and "norm" in key else (0.0, 0.2)
+            param.copy_(mean + spread * torch.randn(param.shape, generator=gen))
+    return model.eval()
+
+
+def state(model) -> dict:
+    """A copy of a reference model's state dict, to load into the student's module (strict)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 # ------------------------------------------------------------------------------ static checks
 _SOURCES: dict[str, bytes] = {}
 

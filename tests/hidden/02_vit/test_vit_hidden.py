@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, rand, source
+from vitgrade.hidden import assert_close, rand, randomise, source, state
 
 VIT = "vit.VisionTransformer"
 SMALL = dict(embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, num_classes=10)
@@ -42,14 +42,6 @@ def reference_patchify(x: torch.Tensor, p: int) -> np.ndarray:
     return np.stack(rows, axis=1)  # (B, N, P*P*C)
 
 
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """N(0, 0.2) weights, LayerNorm scales N(1, 0.1): timm's init would hide a tanh-GELU bug."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, param in model.named_parameters():
-            mean, spread = (1.0, 0.1) if key.endswith("weight") and "norm" in key else (0.0, 0.2)
-            param.copy_(mean + spread * torch.randn(param.shape, generator=gen))
-    return model.eval()
 
 
 def timm_vit(img_size=32, patch_size=4, seed=0, **overrides):
@@ -60,8 +52,6 @@ def timm_vit(img_size=32, patch_size=4, seed=0, **overrides):
     return randomise(model, seed), dict(img_size=img_size, patch_size=patch_size, **cfg)
 
 
-def state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def student_vit(student, init, model_state, images):

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, rand
+from vitgrade.hidden import assert_close, rand, state
 
 
 def scalar(value, what):
@@ -383,8 +383,6 @@ def timm_deit(seed=0, **overrides):
     return model, cfg
 
 
-def state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @pytest.mark.task("3.4", points=1)

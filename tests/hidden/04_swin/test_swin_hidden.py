@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitgrade.hidden import assert_close, rand
+from vitgrade.hidden import assert_close, rand, randomise, state
 
 
 def timm_swin() -> SimpleNamespace:
@@ -26,18 +26,8 @@ def timm_swin() -> SimpleNamespace:
     return ts
 
 
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """N(0, 0.2) weights (bias tables included), LayerNorm scales N(1, 0.1)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, param in model.named_parameters():
-            mean, spread = (1.0, 0.1) if key.endswith("weight") and "norm" in key else (0.0, 0.2)
-            param.copy_(mean + spread * torch.randn(param.shape, generator=gen))
-    return model.eval()
 
 
-def state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def timm_block(dim, resolution, heads, window, shift, seed=0, mlp_ratio=2.0):
