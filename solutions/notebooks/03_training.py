@@ -289,6 +289,18 @@ grade_task("3.4")
 # must produce exactly the losses of a run that never stopped.
 
 # %%
+gen = torch.Generator().manual_seed(0)
+tiny_x, tiny_y = torch.randn(16, 3, 16, 16, generator=gen), torch.randint(0, 4, (16,), generator=gen)
+torch.manual_seed(0)  # the loop alone: any model must memorise one batch (this one needs no Week 2 code)
+memoriser = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 64), nn.GELU(), nn.Linear(64, 4))
+optimizer = torch.optim.AdamW(memoriser.parameters(), lr=3e-3, weight_decay=0.0)
+plain = lambda images, outputs, targets: F.cross_entropy(outputs, targets)
+for _ in range(40):
+    train_one_epoch(memoriser, [(tiny_x, tiny_y)], optimizer, plain, progress=False)
+print(f"a small MLP after 40 steps on one batch of 16 random images with random labels: "
+      f"{evaluate(memoriser, [(tiny_x, tiny_y)])['acc']:.0%} training accuracy (it must memorise them)")
+
+# %%
 def tiny_run(epochs, resume_from=None, save_to=None, seed=0):
     """A 4-token ViT with dropout, a shuffled loader and Mixup: everything random is on."""
     torch.manual_seed(seed)
@@ -315,8 +327,6 @@ def tiny_run(epochs, resume_from=None, save_to=None, seed=0):
     return model, losses
 
 
-gen = torch.Generator().manual_seed(0)
-tiny_x, tiny_y = torch.randn(16, 3, 16, 16, generator=gen), torch.randint(0, 4, (16,), generator=gen)
 checkpoint = RUNS / "tiny-checkpoint.pt"
 _, straight = tiny_run(4)
 tiny_run(2, save_to=checkpoint)
@@ -326,14 +336,6 @@ compare("losses of epochs 3-4 after a resume vs a run that never stopped", torch
         torch.tensor(straight[-len(resumed):]), tol=1e-6)
 checkpoint.unlink()
 
-torch.manual_seed(0)
-memoriser = VisionTransformer(img_size=16, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=4)
-optimizer = torch.optim.AdamW(memoriser.parameters(), lr=3e-3, weight_decay=0.0)
-plain = lambda images, outputs, targets: F.cross_entropy(outputs, targets)
-for _ in range(40):
-    train_one_epoch(memoriser, [(tiny_x, tiny_y)], optimizer, plain, progress=False)
-print(f"a 4-token ViT after 40 steps on one batch of 16 random images with random labels: "
-      f"{evaluate(memoriser, [(tiny_x, tiny_y)])['acc']:.0%} training accuracy (it must memorise them)")
 
 # %% nbgrader={"grade": true, "grade_id": "task_3_5", "locked": true, "schema_version": 3, "solution": false}
 # Autograder cell for Task 3.5.
@@ -434,7 +436,20 @@ def run(recipe, teacher=None):
 NAMES = {"cnn": SCALE.pick(smoke="digits-cnn", full="cifar10-cnn"),
          "scratch": SCALE.pick(smoke="digits-vit", full="cifar10-vit"),
          "distilled": SCALE.pick(smoke="digits-deit", full="cifar10-deit")}
-cnn = run(NAMES["cnn"])
+RESULTS = {}  # "cnn", "scratch", "distilled" -> the result of its run
+
+
+def trained(key: str):
+    """The result of the run NAMES[key], trained the first time a cell asks for it (the distilled
+    ViT learns from the CNN). Later cells ask again instead of reusing a variable, so when a task
+    is unfinished each of them stops with that task's own message, never with a NameError."""
+    if key not in RESULTS:
+        teacher = trained("cnn").model if key == "distilled" else None
+        RESULTS[key] = run(NAMES[key], teacher=teacher)
+    return RESULTS[key]
+
+
+trained("cnn")
 
 # %% [markdown]
 # ### The same ViT, from scratch and distilled
@@ -447,8 +462,8 @@ cnn = run(NAMES["cnn"])
 # object out and the teacher's label for the *crop* differs from the image's.
 
 # %%
-scratch = run(NAMES["scratch"])
-distilled = run(NAMES["distilled"], teacher=cnn.model)
+trained("scratch")
+trained("distilled")
 
 # %% [markdown]
 # ### What augmentation buys
@@ -473,8 +488,8 @@ if not ABLATION:
 # same: `tensorboard --logdir data/cache/03_training/runs`).
 
 # %%
-runs = {"CNN teacher": cnn, "ViT from scratch": scratch,
-        f"ViT distilled (DeiT, {distilled.recipe.distillation})": distilled}
+runs = {"CNN teacher": trained("cnn"), "ViT from scratch": trained("scratch"),
+        f"ViT distilled (DeiT, {trained('distilled').recipe.distillation})": trained("distilled")}
 if no_augmentation is not None:
     runs["ViT from scratch, no augmentation"] = no_augmentation
 fig, axes = plt.subplots(1, 3, figsize=(16, 4))
@@ -528,9 +543,10 @@ for label, result in runs.items():
 # %%
 vit_config = dict(RECIPES[NAMES["scratch"]].model, num_classes=len(data.classes))
 cnn_config = dict(RECIPES[NAMES["cnn"]].model, num_classes=len(data.classes))
+scratch, cnn = trained("scratch"), trained("cnn")
 folder = save_week3_models(scratch.model.cpu(), vit_config, cnn.model.cpu(), cnn_config, data.mean, data.std,
                            data.classes, data.source, {"vit_test_acc": scratch.test_acc, "cnn_test_acc": cnn.test_acc,
-                                                       "distilled_test_acc": distilled.test_acc})
+                                                       "distilled_test_acc": trained("distilled").test_acc})
 if folder is not None:
     print(f"saved vit.pt and cnn.pt to {folder}")
 
@@ -548,16 +564,24 @@ if folder is not None:
 config = FinetuneConfig("linear_probe")
 food = load_dataset(config.dataset, config.n_train, config.n_test, image_size=config.image_size)
 start, _ = finetune_model(config.model, len(food.classes), config.image_size)  # pretrained at FULL, stand-in at SMOKE
-finetuned = {}
-for mode in ("linear_probe", "full"):
-    config = FinetuneConfig(mode)
-    wall, cpu = time.perf_counter(), time.process_time()
-    finetuned[mode] = finetune(config, data=food, model=copy.deepcopy(start), progress=SCALE.pick(smoke=False, full=True))
-    print(f"{mode}: test accuracy {finetuned[mode].test_acc:.4f} on {len(food.test)} test images, "
-          f"{time.perf_counter() - wall:.1f} s wall, {time.process_time() - cpu:.1f} s CPU, peak lr {config.peak_lr:g}")
+FINETUNED = {}  # mode -> result, made the first time a cell asks (as trained() above)
+
+
+def finetuned(mode: str):
+    if mode not in FINETUNED:
+        config = FinetuneConfig(mode)
+        wall, cpu = time.perf_counter(), time.process_time()
+        FINETUNED[mode] = finetune(config, data=food, model=copy.deepcopy(start),
+                                   progress=SCALE.pick(smoke=False, full=True))
+        print(f"{mode}: test accuracy {FINETUNED[mode].test_acc:.4f} on {len(food.test)} test images, "
+              f"{time.perf_counter() - wall:.1f} s wall, {time.process_time() - cpu:.1f} s CPU, "
+              f"peak lr {config.peak_lr:g}")
+    return FINETUNED[mode]
+
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-for mode, result in finetuned.items():
+for mode in ("linear_probe", "full"):
+    result = finetuned(mode)
     epochs = [row["epoch"] for row in result.history]
     axes[0].plot(epochs, [row["train_loss"] for row in result.history], "o-", label=mode)
     axes[1].plot(epochs, [row["test_acc"] for row in result.history], "o-", label=mode)
@@ -596,7 +620,7 @@ pictures = torch.stack([food.test[i][0] for i in range(4)])  # (4, 3, S, S) in [
 cfg = start.pretrained_cfg
 normalised = (pictures - torch.tensor(cfg["mean"]).view(1, 3, 1, 1)) / torch.tensor(cfg["std"]).view(1, 3, 1, 1)
 maps = {"before fine-tuning": cls_attention(start, normalised),
-        "after full fine-tuning": cls_attention(finetuned["full"].model.cpu(), normalised)}
+        "after full fine-tuning": cls_attention(finetuned("full").model.cpu(), normalised)}
 fig, axes = plt.subplots(3, 4, figsize=(12, 9))
 for ax, picture in zip(axes[0], pictures):
     ax.imshow(picture.permute(1, 2, 0))
