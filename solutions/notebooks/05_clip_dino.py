@@ -39,6 +39,7 @@ import os
 import random
 import time
 from contextlib import contextmanager
+from functools import cache
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -271,19 +272,36 @@ def train(model: nn.Module, step, desc: str) -> dict[str, list[float]]:
     return history
 
 
+TINY_MODELS = ("supervised ViT", "tiny CLIP")
+
+
+@cache
+def trained(name: str) -> tuple[nn.Module, dict[str, list[float]]]:
+    """One of TINY_MODELS in eval mode and its training curves, trained the first time a cell asks
+    for it. The cells below ask again instead of reusing a variable, so an unfinished task (yours,
+    or Week 2's ViT) stops each of them with its own message, never with a NameError left over
+    from this cell."""
+    torch.manual_seed(0)
+    if name == "supervised ViT":
+        model, step = VisionTransformer(**VIT, num_classes=len(SHAPE_CLASSES)), supervised_step
+    else:
+        model, step = TinyCLIP(), clip_step
+    history = train(model, step, name)
+    return model.eval(), history
+
+
+@cache
+def head_accuracy() -> float:
+    """The supervised ViT's shape accuracy on the test set, with its own classification head."""
+    with torch.no_grad():
+        logits = trained("supervised ViT")[0](x_test.to(DEVICE))  # (N_TEST, 8)
+    return float((logits.argmax(1).cpu() == y_test).float().mean())
+
+
 start = time.monotonic()
-torch.manual_seed(0)
-supervised = VisionTransformer(**VIT, num_classes=len(SHAPE_CLASSES))
-supervised_history = train(supervised, supervised_step, "supervised ViT")
-torch.manual_seed(0)
-tiny_clip = TinyCLIP()
-clip_history = train(tiny_clip, clip_step, "tiny CLIP")
-supervised.eval()
-tiny_clip.eval()
-with torch.no_grad():
-    head_accuracy = float((supervised(x_test.to(DEVICE)).argmax(1).cpu() == y_test).float().mean())
+supervised_history, clip_history = trained("supervised ViT")[1], trained("tiny CLIP")[1]
 print(f"both trained in {time.monotonic() - start:.0f} s on {DEVICE}, {STEPS} steps of {BATCH}")
-print(f"supervised ViT, its own head: shape accuracy {head_accuracy:.1%} on {N_TEST} test images")
+print(f"supervised ViT, its own head: shape accuracy {head_accuracy():.1%} on {N_TEST} test images")
 print(f"tiny CLIP: final loss {np.mean(clip_history['loss'][-50:]):.2f} (log {BATCH} = {math.log(BATCH):.2f}), "
       f"learned temperature {clip_history['temperature'][-1]:.3f}")
 
@@ -315,6 +333,7 @@ plt.show()
 # %%
 pick = torch.stack([(y_test == k).nonzero()[0, 0] for k in range(len(SHAPE_CLASSES))])  # one test image per shape
 shown = [f"a drawing of a {shape}" for shape in SHAPE_CLASSES]  # caption k names shape k, no colour
+tiny_clip = trained("tiny CLIP")[0]
 with torch.no_grad():
     logits = clip_logits(tiny_clip.encode_image(x_test[pick].to(DEVICE)),
                          tiny_clip.encode_text(tokenize(shown).to(DEVICE)), 1 / tiny_clip.logit_scale.exp())
@@ -339,22 +358,44 @@ plt.show()
 # so that row $n$ of both belongs to one image even when the loader shuffles. `embed` says what to
 # call: here the CLS token of each ViT after its final LayerNorm, 64 numbers per image. For both
 # models that is the same place in the same architecture; only the training signal differs.
+#
+# First a model whose features you can write down, so the check needs nothing trained: it flattens
+# each image and applies dropout, which eval mode must switch off. The loader shuffles, so row $n$ of
+# the features must be the image whose label sits in row $n$ of the labels.
+
+# %%
+def loader(x: torch.Tensor, y: torch.Tensor, shuffle: bool = False) -> DataLoader:
+    return DataLoader(TensorDataset(x, y), batch_size=256, shuffle=shuffle,
+                      generator=torch.Generator().manual_seed(0))
+
+
+toy_images = torch.arange(6 * 3 * 2 * 2, dtype=torch.float32).reshape(6, 3, 2, 2)  # image n holds 12n .. 12n + 11
+toy_features, toy_labels = extract_features(nn.Sequential(nn.Flatten(), nn.Dropout(0.5)).train(),
+                                            loader(toy_images, torch.arange(6), shuffle=True))
+compare("flatten + dropout, shuffled loader: row n is image labels[n], flattened, no dropout",
+        toy_features, toy_images.flatten(1)[toy_labels], tol=1e-12)
+print(f"labels in the loader's shuffled order: {toy_labels.tolist()}")
+
+# %% [markdown]
+# Now the two tiny models: their CLS features, extracted once, the first time a cell asks for them.
 
 # %%
 def cls_token(model: VisionTransformer):
     return lambda images: model.forward_features(images)[:, 0]  # (b, D): the CLS token after the final norm
 
 
-def loader(x: torch.Tensor, y: torch.Tensor, shuffle: bool = False) -> DataLoader:
-    return DataLoader(TensorDataset(x, y), batch_size=256, shuffle=shuffle,
-                      generator=torch.Generator().manual_seed(0))
+@cache
+def frozen_features(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train features (N_TRAIN, 64), train labels, test features (N_TEST, 64), test labels) of one of
+    TINY_MODELS (of the tiny CLIP: its image tower), extracted the first time a cell asks for them."""
+    model = trained(name)[0]
+    tower = model.visual if name == "tiny CLIP" else model  # a VisionTransformer either way
+    return (*extract_features(tower, loader(x_train, y_train), embed=cls_token(tower)),
+            *extract_features(tower, loader(x_test, y_test), embed=cls_token(tower)))
 
 
-features = {}
-for name, model in (("supervised ViT", supervised), ("tiny CLIP", tiny_clip.visual)):
-    features[name] = (*extract_features(model, loader(x_train, y_train), embed=cls_token(model)),
-                      *extract_features(model, loader(x_test, y_test), embed=cls_token(model)))
-train_f, train_y, test_f, test_y = features["supervised ViT"]
+train_f, train_y, test_f, test_y = frozen_features("supervised ViT")
+supervised = trained("supervised ViT")[0]
 with torch.no_grad():
     direct = supervised.forward_features(x_test.to(DEVICE))[:, 0].cpu()
 compare("extract_features vs one forward pass over the test set", test_f, direct, tol=1e-5)
@@ -395,16 +436,23 @@ class OpenClipView:
 
 
 def tiny_encode_text(texts: list[str]) -> torch.Tensor:
-    return tiny_clip.encode_text(tokenize(texts).to(DEVICE))
+    return trained("tiny CLIP")[0].encode_text(tokenize(texts).to(DEVICE))
+
+
+@cache
+def clip_test_features() -> torch.Tensor:
+    """The tiny CLIP's image embeddings of the test set (N_TEST, E), computed the first time a cell asks."""
+    tiny_clip = trained("tiny CLIP")[0]
+    return extract_features(tiny_clip, loader(x_test, y_test), embed=tiny_clip.encode_image)[0]
 
 
 ZERO_SHOT_TEMPLATES = ("a drawing of a {}.", "a {}.", "a picture of a {}.", "{}", "a photo of a {}.",
                        "a blurry photo of a {}.")
 weights = zero_shot_weights(tiny_encode_text, SHAPE_CLASSES, ZERO_SHOT_TEMPLATES)  # (K, E)
-reference = open_clip.build_zero_shot_classifier(OpenClipView(tiny_clip), tokenize, SHAPE_CLASSES, ZERO_SHOT_TEMPLATES,
-                                                 device=DEVICE)  # (E, K)
+reference = open_clip.build_zero_shot_classifier(OpenClipView(trained("tiny CLIP")[0]), tokenize, SHAPE_CLASSES,
+                                                 ZERO_SHOT_TEMPLATES, device=DEVICE)  # (E, K)
 compare("zero_shot_weights vs open_clip build_zero_shot_classifier", weights, reference.T, tol=1e-5)
-clip_image, _ = extract_features(tiny_clip, loader(x_test, y_test), embed=tiny_clip.encode_image)  # (N, E)
+clip_image = clip_test_features()  # (N, E)
 probs, preds = zero_shot_predict(clip_image, weights.cpu())
 compare("zero_shot_predict: probabilities sum to 1 over the classes", probs.sum(dim=1), torch.ones(len(probs)))
 print(f"zero-shot shape accuracy, all {len(ZERO_SHOT_TEMPLATES)} templates averaged: "
@@ -436,8 +484,20 @@ def show_table(rows: dict[str, float], title: str) -> None:
     print(f"{title}\n" + "\n".join(f"  {name:<42} {accuracy:6.1%}" for name, accuracy in rows.items()))
 
 
-shape_table = template_table(tiny_encode_text, SHAPE_CLASSES, ZERO_SHOT_TEMPLATES, clip_image, y_test,
-                             extra=MISLEADING_TEMPLATES)
+@cache
+def zero_shot_table(task: str) -> dict[str, float]:
+    """The tiny CLIP's zero-shot accuracies on the test set, computed the first time a cell asks:
+    task "shape" (each template alone, the misleading ones too, and the ensemble) or "colour" (the
+    classes written as colours)."""
+    if task == "shape":
+        return template_table(tiny_encode_text, SHAPE_CLASSES, ZERO_SHOT_TEMPLATES, clip_test_features(), y_test,
+                              extra=MISLEADING_TEMPLATES)
+    return template_table(tiny_encode_text, COLOUR_NAMES, ("a {} drawing", "a {} shape"), clip_test_features(),
+                          c_test)
+
+
+clip_image = clip_test_features()  # (N, E)
+shape_table = zero_shot_table("shape")
 show_table(shape_table, f"tiny CLIP, zero-shot shape accuracy on {N_TEST} test images (chance 12.5%):")
 accuracies = list(shape_table.values())
 sensible = accuracies[:len(ZERO_SHOT_TEMPLATES)]
@@ -448,7 +508,7 @@ for template in (ZERO_SHOT_TEMPLATES[0], MISLEADING_TEMPLATES[-1]):
     print(f"with {template!r} the classifier says 'circle' for {float((guess == 0).float().mean()):.1%} of the "
           f"test images ({float((y_test == 0).float().mean()):.1%} are circles)")
 
-colour_table = template_table(tiny_encode_text, COLOUR_NAMES, ("a {} drawing", "a {} shape"), clip_image, c_test)
+colour_table = zero_shot_table("colour")
 show_table(colour_table, "the same image features, classes written as colours (chance 12.5%):")
 
 fig, axes = plt.subplots(1, 2, figsize=(14, 4), gridspec_kw={"width_ratios": [1.6, 1]})
@@ -497,7 +557,8 @@ grade_task("5.3")
 # leave-one-out use (a query that is in the bank must not vote for itself) and chunks of queries so
 # that a 10,000 x 50,000 similarity matrix never has to exist at once.
 #
-# The check compares it with the definition written as a loop, one query and one neighbour at a time.
+# The checks compare it with the definition written as a loop, one query and one neighbour at a time:
+# first on random features, which needs nothing trained, then on the tiny CLIP's.
 
 # %%
 def knn_by_hand(bank, labels, query, k, temperature, num_classes) -> torch.Tensor:
@@ -509,7 +570,24 @@ def knn_by_hand(bank, labels, query, k, temperature, num_classes) -> torch.Tenso
     return votes
 
 
-train_f, train_y, test_f, test_y = features["tiny CLIP"]
+toy = torch.Generator().manual_seed(0)  # its own generator: the global random state stays as it was
+toy_bank, toy_queries = torch.randn(40, 6, generator=toy), torch.randn(4, 6, generator=toy)
+toy_labels = torch.randint(0, 3, (40,), generator=toy)
+for k in (5, 40):  # k = 40: the whole bank votes
+    scores, _ = knn_predict(toy_bank, toy_labels, toy_queries, k=k, temperature=0.1, num_classes=3, chunk_size=3)
+    compare(f"knn_predict scores vs the loop, 40 random features, 4 queries, k = {k}", scores,
+            torch.stack([knn_by_hand(toy_bank, toy_labels, q, k, 0.1, 3) for q in toy_queries]), tol=1e-5)
+
+# %%
+def knn_accuracy(name: str, k: int, labels: str = "shape") -> float:
+    bank, bank_y, queries, queries_y = frozen_features(name)
+    if labels == "colour":
+        bank_y, queries_y = c_train, c_test
+    _, guess = knn_predict(bank, bank_y, queries, k=k)
+    return float((guess == queries_y).float().mean())
+
+
+train_f, train_y, test_f, test_y = frozen_features("tiny CLIP")
 scores, _ = knn_predict(train_f, train_y, test_f[:5], k=20, temperature=0.07, chunk_size=2)
 compare("knn_predict scores vs the loop, 5 queries, k = 20", scores,
         torch.stack([knn_by_hand(train_f, train_y, q, 20, 0.07, 8) for q in test_f[:5]]), tol=1e-5)
@@ -518,18 +596,9 @@ compare("leave-one-out: query 200 (4th chunk) without its own vote", loo_scores[
         knn_by_hand(torch.cat([train_f[:200], train_f[201:300]]), torch.cat([train_y[:200], train_y[201:300]]),
                     train_f[200], 5, 0.07, 8), tol=1e-5)
 
-
-def knn_accuracy(name: str, k: int, labels: str = "shape") -> float:
-    bank, bank_y, queries, queries_y = features[name]
-    if labels == "colour":
-        bank_y, queries_y = c_train, c_test
-    _, guess = knn_predict(bank, bank_y, queries, k=k)
-    return float((guess == queries_y).float().mean())
-
-
 print(f"\nk-NN accuracy on {N_TEST} test images, T = 0.07 (chance 12.5 %)")
 print(f"{'features':<16} {'task':<7}" + "".join(f"{f'k={k}':>8}" for k in (1, 5, 20)))
-for name in features:
+for name in TINY_MODELS:
     for task in ("shape", "colour"):
         print(f"{name:<16} {task:<7}" + "".join(f"{knn_accuracy(name, k, task):>8.1%}" for k in (1, 5, 20)))
 
@@ -547,22 +616,32 @@ grade_task("5.4")
 # distances. Implement `linear_probe` in `probe.py`: standardise every feature dimension with the
 # training set's mean and std (and nothing computed from the test set), then train `nn.Linear(D, K)`
 # full-batch with AdamW, and return the test logits. Because nothing comes from the test set, a test
-# image's logits cannot depend on which other images are in the test set; the check tests exactly that.
+# image's logits cannot depend on which other images are in the test set; the checks test exactly that,
+# first on random features (nothing trained needed), then on the supervised ViT's.
 
 # %%
-train_f, train_y, test_f, test_y = features["supervised ViT"]
-compare("probe logits of 50 test images alone vs inside the whole test set",
-        linear_probe(train_f, train_y, test_f[:50]), linear_probe(train_f, train_y, test_f)[:50], tol=1e-6)
+toy = torch.Generator().manual_seed(0)
+toy_train, toy_test = torch.randn(60, 10, generator=toy), 3 + torch.randn(30, 10, generator=toy)  # test set shifted
+toy_labels = torch.arange(60) % 3
+among_all = linear_probe(toy_train, toy_labels, toy_test)  # (30, 3)
+for n in (1, 5):
+    compare(f"probe logits of {n} random test point(s) alone vs among 30",
+            linear_probe(toy_train, toy_labels, toy_test[:n]), among_all[:n], tol=1e-6)
 
-
+# %%
+@cache
 def probe_accuracy(name: str, labels: str = "shape") -> float:
-    bank, bank_y, queries, queries_y = features[name]
+    bank, bank_y, queries, queries_y = frozen_features(name)
     if labels == "colour":
         bank_y, queries_y = c_train, c_test
     return float((linear_probe(bank, bank_y, queries).argmax(1) == queries_y).float().mean())
 
 
-probe = {(name, task): probe_accuracy(name, task) for name in features for task in ("shape", "colour")}
+train_f, train_y, test_f, test_y = frozen_features("supervised ViT")
+compare("probe logits of 50 test images alone vs inside the whole test set",
+        linear_probe(train_f, train_y, test_f[:50]), linear_probe(train_f, train_y, test_f)[:50], tol=1e-6)
+
+probe = {(name, task): probe_accuracy(name, task) for name in TINY_MODELS for task in ("shape", "colour")}
 for (name, task), accuracy in probe.items():
     print(f"linear probe on {name:<15} features, {task:<6}: {accuracy:.1%}")
 
@@ -579,14 +658,16 @@ grade_task("5.5")
 # model was trained on, and the colour, which neither model was trained to predict.
 
 # %%
-rows = [("supervised ViT: its own head", head_accuracy, None)]
+rows = [("supervised ViT: its own head", head_accuracy(), None)]
 rows += [("supervised ViT features: k-NN, k=20", knn_accuracy("supervised ViT", 20),
           knn_accuracy("supervised ViT", 20, "colour")),
-         ("supervised ViT features: linear probe", probe["supervised ViT", "shape"], probe["supervised ViT", "colour"]),
-         ("tiny CLIP: zero-shot (ensemble)", shape_table[f"ensemble of the first {len(ZERO_SHOT_TEMPLATES)}"],
-          colour_table["ensemble of the first 2"]),
+         ("supervised ViT features: linear probe", probe_accuracy("supervised ViT"),
+          probe_accuracy("supervised ViT", "colour")),
+         ("tiny CLIP: zero-shot (ensemble)",
+          zero_shot_table("shape")[f"ensemble of the first {len(ZERO_SHOT_TEMPLATES)}"],
+          zero_shot_table("colour")["ensemble of the first 2"]),
          ("tiny CLIP features: k-NN, k=20", knn_accuracy("tiny CLIP", 20), knn_accuracy("tiny CLIP", 20, "colour")),
-         ("tiny CLIP features: linear probe", probe["tiny CLIP", "shape"], probe["tiny CLIP", "colour"])]
+         ("tiny CLIP features: linear probe", probe_accuracy("tiny CLIP"), probe_accuracy("tiny CLIP", "colour"))]
 print(f"{'method (tiny models trained in this notebook)':<46} {'shape':>7} {'colour':>7}")
 for name, shape_accuracy, colour_accuracy in rows:
     colour = "-" if colour_accuracy is None else f"{colour_accuracy:.1%}"
@@ -602,8 +683,8 @@ def tsne(points: torch.Tensor) -> np.ndarray:
 
 
 fig, axes = plt.subplots(2, 2, figsize=(12, 11))
-for col, name in enumerate(features):
-    points = tsne(features[name][2][:N_TSNE])
+for col, name in enumerate(TINY_MODELS):
+    points = tsne(frozen_features(name)[2][:N_TSNE])
     for row, (labels, classes) in enumerate(((y_test, SHAPE_CLASSES), (c_test, COLOUR_NAMES))):
         ax = axes[row, col]
         for k, cls in enumerate(classes):
