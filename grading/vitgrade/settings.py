@@ -18,6 +18,8 @@ VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebo
                                     score is the same verdict, the autograded notebook keeps no
                                     outputs except the graded cells' (about 2x the throughput)
 VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
+VITGRADE_MIN_LONG_TIMEOUT  60       a test's own longer timeout (a training run) is never scaled
+                                    below this by VITGRADE_TIME_SCALE < 1
 VITGRADE_NOTEBOOK_MB       64       a submitted notebook larger than this is not read (it is
                                     almost all saved output); the release notebook stands in
 VITGRADE_ISOLATION         (probe)  force 'basic' / 'userns' / 'root' (see vitgrade.isolate)
@@ -35,7 +37,7 @@ import os
 # The settings a judge passes on (an allow-list: nothing else of the grader's environment).
 NAMES = ("VITGRADE_TIMEOUT", "VITGRADE_IMPORT_TIMEOUT", "VITGRADE_TIME_SCALE", "VITGRADE_BUDGET", "VITGRADE_THREADS",
          "VITGRADE_MEMORY_MB", "VITGRADE_CELL_TIMEOUT", "VITGRADE_NOTEBOOK_BUDGET", "VITGRADE_EXECUTE",
-         "VITGRADE_JUDGE_TIMEOUT", "VITGRADE_NOTEBOOK_MB", "VITGRADE_ISOLATION",
+         "VITGRADE_JUDGE_TIMEOUT", "VITGRADE_MIN_LONG_TIMEOUT", "VITGRADE_NOTEBOOK_MB", "VITGRADE_ISOLATION",
          "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
 
 
@@ -87,6 +89,10 @@ def execute_notebook() -> bool:
 
 def judge_timeout() -> float:
     return _float("VITGRADE_JUDGE_TIMEOUT", 900)
+
+
+def min_long_timeout() -> float:
+    return _float("VITGRADE_MIN_LONG_TIMEOUT", 60)
 
 
 def notebook_mb() -> float:

@@ -44,7 +44,7 @@ def test_every_entry_applies_and_argues_its_score(tmp_path):
 
 @pytest.fixture(scope="module")
 def vitgrade_run(tmp_path_factory):
-    return zoo.grade_vitgrade(1, ENTRIES, tmp_path_factory.mktemp("zoo-vitgrade"), jobs=2)
+    return zoo.grade_vitgrade(1, ENTRIES, tmp_path_factory.mktemp("zoo-vitgrade"), jobs=3)
 
 
 @pytest.fixture(scope="module")

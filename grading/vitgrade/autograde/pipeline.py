@@ -212,14 +212,21 @@ def _autograde_batch(assignment: str, students: list[str], digests: dict[str, st
     return runs
 
 
-def batches(students: list[str], located: dict[str, repair.Located], jobs: int) -> list[list[str]]:
-    """``jobs`` batches of about equal size (one nbgrader start-up each, instead of one per student),
-    and a batch of one for each staged submission. Student ids with a comma cannot be excluded by
-    nbgrader's list, so they get a batch of their own too."""
+def batches(students: list[str], located: dict[str, repair.Located], jobs: int,
+            cost: dict[str, float] | None = None) -> list[list[str]]:
+    """``jobs`` batches (one nbgrader start-up each, instead of one per student) of about equal
+    work: each student goes to the batch with the least so far, the costliest first (``cost``: the
+    expected seconds per student, default equal). A staged submission, and a student id with a comma
+    (nbgrader's exclusion list could not name it), get a batch of their own."""
     alone = [[s] for s in students if located[s].moved or "," in s]
     rest = [s for s in students if [s] not in alone]
-    n = max(1, min(jobs, len(rest)))
-    return [rest[i::n] for i in range(n) if rest[i::n]] + alone
+    cost = cost or {}
+    loads = [[0.0, []] for _ in range(max(1, min(jobs, len(rest))))]
+    for student in sorted(rest, key=lambda s: -cost.get(s, 1.0)):  # stable: equal costs keep their order
+        lightest = min(loads, key=lambda load: load[0])
+        lightest[0] += cost.get(student, 1.0)
+        lightest[1].append(student)
+    return [batch for _, batch in loads if batch] + alone
 
 
 def autograde(number: int, students: list[str], jobs: int = 2, course: Path = COURSE
@@ -249,7 +256,7 @@ def _locate_notebooks(week: weeks.Week, students: list[str], course: Path) -> di
 
 
 def autograde_checked(number: int, students: list[str], jobs: int = 2, course: Path = COURSE,
-                      export_rows: bool = True) -> AutogradeReport:
+                      export_rows: bool = True, cost: dict[str, float] | None = None) -> AutogradeReport:
     """:func:`autograde`, plus the checks: before any student's code runs, the digest of every
     submitted package (passed to its autograde process, which compares) and the hashes of what
     must not change (source/, release/, every submitted/ folder, the repository's hidden tests
@@ -272,7 +279,7 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
         with Zygote(preload=week.references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             graded = pool.map(lambda batch: _autograde_batch(assignment, batch, digests, course, tests,
                                                              zygote.address, located),
-                              batches(students, located, jobs))
+                              batches(students, located, jobs, cost))
             runs = {}
             for batch_runs in graded:
                 runs.update(batch_runs)

@@ -299,10 +299,11 @@ class Sandbox:
 
     def _scaled(self, timeout: float) -> float:
         """A test's own timeout (e.g. 120 s for a training run) under VITGRADE_TIME_SCALE: scaled
-        up on slow machines, but never cut below 60 s (a loaded machine must not fail it)."""
+        up on slow machines, but never cut below VITGRADE_MIN_LONG_TIMEOUT (60 s: a loaded machine
+        must not fail it)."""
         if self.scale >= 1:
             return timeout * self.scale
-        return min(timeout, max(60.0, timeout * self.scale))
+        return min(timeout, max(settings.min_long_timeout(), timeout * self.scale))
 
     def output_tail(self, limit: int = 2000) -> str:
         """The end of what the student's code printed (for the instructor's log)."""

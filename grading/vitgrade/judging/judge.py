@@ -52,6 +52,7 @@ def run_in_process(week: int, root: Path, suite: str, tests_dir: Path | None = N
     per_test = max(10, int(300 * settings.time_scale()))
     args = [str(tests_dir), "-p", "no:cacheprovider", "-p", "no:randomly", f"--timeout={per_test}",
             "-o", "python_files=test_*.py", "--rootdir", str(tests_dir), "-q", "--no-header", "-rN", "--tb=no",
+            "--basetemp", str(Path.cwd() / "basetemp"),  # tmp_path inside the judge's private folder
             "--ignore", str(tests_dir / "probes"), "--ignore", str(tests_dir / "probes.py")]
     if exitfirst:
         args.append("-x")

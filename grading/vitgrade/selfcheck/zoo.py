@@ -50,15 +50,19 @@ from vitgrade.judging.plugin import quoted_lines
 from vitgrade.judging.results import SuiteResult, reason
 from vitgrade.selfcheck import nbedits
 
+# Short limits, so that the loops and crashes cost seconds: 3 s a call, 20 s a training run, 10 s an
+# import, 10 s a notebook cell and 15 s a notebook.
 ZOO_ENV = {"VITGRADE_TIME_SCALE": "0.25", "VITGRADE_TIMEOUT": "12", "VITGRADE_IMPORT_TIMEOUT": "40",
-           "VITGRADE_MEMORY_MB": "4096", "VITGRADE_CELL_TIMEOUT": "40", "VITGRADE_NOTEBOOK_BUDGET": "100"}
+           "VITGRADE_MIN_LONG_TIMEOUT": "20", "VITGRADE_MEMORY_MB": "4096", "VITGRADE_CELL_TIMEOUT": "40",
+           "VITGRADE_NOTEBOOK_BUDGET": "60"}
 # Planted, readable by everyone, outside the checkout while the zoo is graded: what a grading
 # machine holds that student code must not see (another copy of the course, another student's
 # work, credentials, a pip cache). The marker must never reach a message or a notebook.
 DECOY_MARKER = "VITGRADE-ZOO-DECOY-SECRET"
 DECOY_ENV = "VITGRADE_ZOO_DB_PASSWORD"
 DAEMON_MARK = "vitgrade-zoo-daemon"
-KEYS = re.compile(r"#\s*(expect|reason|base|edit|report|vitgrade report):\s*(.*)")  # an entry's header fields
+# An entry's header fields.
+KEYS = re.compile(r"#\s*(expect|reason|base|kernel|seconds|edit|report|vitgrade report):\s*(.*)")
 
 
 @dataclass
@@ -73,6 +77,11 @@ class Entry:
     mutant: mutants.Mutant | Chain | None  # None for a bystander
     kind: str = "solution"  # "solution" or "stub": what the patch applies to
     edit: tuple[str, list[str]] | None = None  # a notebook edit (nbedits operation, arguments)
+    # False for an entry whose attack never touches the notebook's kernel (it fails in a forward
+    # pass, in its numbers, or at import like any unfinished code): on the nbgrader path it is
+    # graded in score-only mode (VITGRADE_EXECUTE=none), the kernel being the bystanders' business.
+    kernel: bool = True
+    seconds: float = 5.0  # about what grading it costs (# seconds:), to spread the work over the jobs
     report: dict[str, str] = field(default_factory=dict)  # path -> substring of its notebook report
 
     def make(self, dest: Path, week: int | None = None) -> Path:
@@ -186,9 +195,10 @@ def load(week: int, only: list[str] | None = None, bystanders: bool = True, note
     for path in sorted(weeks.get(week).zoo_dir.glob("*.mutant")):
         if path.stem.startswith("_") or only and path.stem not in only:
             continue
-        expect, reason, _ = _header(path)
+        expect, reason, fields = _header(path)
         chain = _chain(path)
-        entries.append(Entry(path.stem, chain.description, expect, reason, chain))
+        entries.append(Entry(path.stem, chain.description, expect, reason, chain,
+                             kernel=fields.get("kernel", "yes") != "no", seconds=float(fields.get("seconds", 5))))
     if notebooks:
         entries += load_notebooks(week, only)
     if bystanders:
@@ -329,17 +339,24 @@ def nbgrader_course(week: int, students: list[tuple[str, Entry]], course: Path) 
 
 def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2) -> PathRun:
     """Build the week in a fresh nbgrader course, submit every entry (the untouched release
-    notebook with the entry's package), and autograde one process per student."""
+    notebook with the entry's package), and autograde them: the entries whose attack involves the
+    notebook's kernel with the notebook re-run in the jailed kernel, the others score-only."""
     from vitgrade.autograde import pipeline as nbp
 
     guard = _repo_guard(week)
-    saved = {k: os.environ.get(k) for k in ZOO_ENV}
+    saved = {k: os.environ.get(k) for k in [*ZOO_ENV, "VITGRADE_EXECUTE"]}
     os.environ.update({k: os.environ.get(k) or v for k, v in ZOO_ENV.items()})
     try:
         nbgrader_course(week, [(e.name, e) for e in entries], course)
         start = time.monotonic()
+        reports = []
         with decoys():
-            report = nbp.autograde_checked(week, [e.name for e in entries], jobs, course)
+            groups = {"all": [e for e in entries if e.kernel], "none": [e for e in entries if not e.kernel]}
+            for mode, group in groups.items():
+                if group:
+                    os.environ["VITGRADE_EXECUTE"] = mode
+                    reports.append(nbp.autograde_checked(week, [e.name for e in group], jobs, course,
+                                                         cost={e.name: e.seconds for e in group}))
         seconds = time.monotonic() - start
     finally:
         for k, v in saved.items():
@@ -347,6 +364,10 @@ def grade_nbgrader(week: int, entries: list[Entry], course: Path, jobs: int = 2)
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    report = nbp.AutogradeReport({s: r for rep in reports for s, r in rep.runs.items()},
+                                 [t for rep in reports for t in rep.tampering],
+                                 [p for rep in reports for p in rep.problems],
+                                 {s: n for rep in reports for s, n in rep.notebooks.items()})
     outcomes = {}
     for e in entries:
         run = report.runs[e.name]

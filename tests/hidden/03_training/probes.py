@@ -119,13 +119,12 @@ def distillation_grads(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 
     out = {"loss": [], "student_grad": [], "teacher_grad": []}
     for t in temperatures:
-        s = student_logits.clone().requires_grad_(True)
-        te = teacher_logits.clone().requires_grad_(True)
-        loss = soft_distillation_loss(s, te, t)
+        leaf_s, leaf_t = student_logits.clone().requires_grad_(), teacher_logits.clone().requires_grad_()
+        loss = soft_distillation_loss(leaf_s, leaf_t, t)
         loss.backward()
         out["loss"].append(float(loss))
-        out["student_grad"].append(s.grad.clone())
-        out["teacher_grad"].append(te.grad.clone() if te.grad is not None else torch.zeros_like(te))
+        out["student_grad"].append(leaf_s.grad.clone())
+        out["teacher_grad"].append(leaf_t.grad.clone() if leaf_t.grad is not None else torch.zeros_like(leaf_t))
     return out
 
 
