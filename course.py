@@ -115,8 +115,10 @@ def main(argv: list[str]) -> int:
         folder = public_tests(rest[0]) if rest else None
         if folder is not None:  # one week's public tests
             return run(python, "-m", "pytest", folder, *rest[1:])
-        if REPOSITORY:  # the course's own suite (CI)
-            return run(python, "-m", "pytest", "tests/course", *rest)
+        if REPOSITORY:  # the course's own suite (CI): one pytest worker per core, up to 4
+            workers = str(max(1, min(4, os.cpu_count() or 1)))
+            return run(python, "-m", "pytest", "tests/course", "-n", workers, "--dist", "loadfile",
+                       "--no-loadscope-reorder", *rest)  # the order: tests/course/conftest.py
         return run(python, "-m", "pytest", "tests/public", *rest)
     if command == "grade-demo":
         return run(python, "-m", "vitgrade.cli", "nbgrader", "demo", *rest)

@@ -51,7 +51,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from vitcourse.checks import compare
+from vitcourse.checks import compare, randomise
 from vitcourse.data import load_cifar10
 from vitcourse.patches import PatchEmbedding, conv_weight_to_linear, patch_grid, patchify, unpatchify
 from vitcourse.positions import resize_pos_embed, sincos_1d, sincos_2d
@@ -303,18 +303,6 @@ grade_task("2.3")
 #   the table with your `resize_pos_embed`.
 
 # %%
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Weights far from timm's init (N(0, 0.2), LayerNorm scales N(1, 0.1)), so small bugs show."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.2 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
 small = dict(embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, num_classes=10)
 cifar_batch = torch.randn(8, 3, 32, 32)
 for p in (4, 8, 16):

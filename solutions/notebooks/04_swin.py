@@ -53,7 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from vitcourse.attention import ScaledDotProductAttention
-from vitcourse.checks import compare
+from vitcourse.checks import compare, randomise
 from vitcourse.data import load_dataset, sample_photos
 from vitcourse.pretrained import load_timm
 from vitcourse.profiling import count_flops, count_params, format_profiles, profile_model
@@ -75,18 +75,6 @@ from vitcourse.vit import Attention, VisionTransformer
 print(scale_banner())
 torch.manual_seed(0)
 NOTEBOOK_START = time.monotonic()
-
-
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Weights far from timm's init (N(0, 0.2), LayerNorm scales N(1, 0.1)), so small bugs show."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.2 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 # %% [markdown]

@@ -8,6 +8,27 @@ import pytest
 
 os.environ.setdefault("VIT_SCALE", "smoke")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One pytest worker per core (course.py test): torch in each worker, and in the notebook
+    # kernels, judges and workers they start, uses one thread. Two 2-thread trainings on 2 cores
+    # spin against each other: the Week 3 notebook took 483 s that way instead of 77 s.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# Under xdist (course.py test: --dist loadfile --no-loadscope-reorder) each module goes whole to
+# the next free worker, in this order: the longest first (the zoo, the notebooks, verify), then
+# the modules with a slow test, then the rest, so that no long module starts last.
+LONGEST = ("test_zoo.py", "test_notebooks.py", "test_verify.py")
+
+
+def pytest_collection_modifyitems(items):
+    slow = {item.path.name for item in items if item.get_closest_marker("slow")}
+
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST.index(name) if name in LONGEST else len(LONGEST) + (name not in slow)
+
+    items.sort(key=rank)  # stable: the order inside a rank is pytest's
 
 
 @pytest.fixture(scope="session", autouse=True)

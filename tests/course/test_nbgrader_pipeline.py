@@ -12,6 +12,9 @@ import pytest
 from vitgrade import weeks
 from vitgrade.autograde import pipeline as nbp
 
+pytestmark = pytest.mark.slow  # builds and autogrades a course
+
+
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):

@@ -6,6 +6,7 @@ from vitgrade import weeks
 from vitgrade.build import notebooks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", sorted(weeks.WEEKS))
 def test_solution_notebook_runs(number, monkeypatch):
     monkeypatch.setenv("VIT_SCALE", "smoke")

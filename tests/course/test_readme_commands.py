@@ -12,6 +12,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from vitgrade import weeks
 
 
@@ -23,6 +25,7 @@ def readme_command(program: str) -> list[str]:
     return shlex.split(line)
 
 
+@pytest.mark.slow
 def test_bench_runs_as_the_readme_writes_it(tmp_path):
     argv = readme_command("vitgrade bench")
     argv[argv.index("--n") + 1] = "2"  # the reference and one mutant, through both paths

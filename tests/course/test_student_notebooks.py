@@ -19,6 +19,7 @@ TASK = re.compile(r"Task (\d+)\.(\d+)")
 STUB = re.compile(r"^Week \d+ · Task (\d+)\.(\d+): ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", sorted(weeks.WEEKS))
 def test_unfinished_tasks_fail_in_their_own_words(number, monkeypatch):
     monkeypatch.setenv("VIT_SCALE", "smoke")

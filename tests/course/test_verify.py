@@ -6,6 +6,7 @@ from vitgrade import weeks
 from vitgrade.build import mutants, submissions, verify
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("week", sorted(weeks.WEEKS))
 def test_week_verifies(week):
     report = verify.verify_week(week, jobs=2)
