@@ -44,6 +44,16 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _requirements() -> tuple[list[str], list[str]]:
+    """The pins of requirements.txt: (installed together, installed with --no-deps)."""
+    together, alone = [], []
+    for line in (HERE / "requirements.txt").read_text().splitlines():
+        pin, _, comment = line.partition("#")
+        if pin.strip():
+            (alone if comment.strip().startswith("no-deps") else together).append(pin.strip())
+    return together, alone
+
+
 def _pip(*args: str) -> None:
     cmd = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args]
     proc = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
@@ -65,7 +75,10 @@ def setup() -> None:
     if STAMP.exists() and STAMP.read_text() == _fingerprint():
         return
     print("Installing the pinned dependencies (first run: a few minutes) ...", flush=True)
-    _pip("-r", str(HERE / "requirements.txt"))
+    pins, no_deps = _requirements()
+    _pip(*pins)
+    if no_deps:  # packages whose declared dependencies conflict with the rest, never imported
+        _pip("--no-deps", *no_deps)
     _pip("--no-deps", "-e", str(HERE))
     STAMP.write_text(_fingerprint())
 

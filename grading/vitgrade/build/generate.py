@@ -203,11 +203,15 @@ def expected_notebooks() -> dict[Path, str]:
 
 # -- environment.yml ----------------------------------------------------------------------
 def expected_environment() -> dict[Path, str]:
-    pins = [line.strip() for line in (weeks.REPO / "requirements.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    pins, no_deps = [], []
+    for line in (weeks.REPO / "requirements.txt").read_text().splitlines():
+        pin, _, comment = line.partition("#")
+        if pin.strip():
+            (no_deps if comment.strip().startswith("no-deps") else pins).append(pin.strip())
     body = "\n".join(f"      - {pin}" for pin in pins)
+    after = "".join(f"# then, in the environment: pip install --no-deps {pin}\n" for pin in no_deps)
     text = (
-        "# Generated from requirements.txt by `vitgrade sync`; edit that file, not this one.\n"
+        "# Generated from requirements.txt by `vitgrade sync`; edit that file, not this one.\n" + after +
         "name: vit-course\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n"
         f"  - pip\n  - pip:\n{body}\n      - -e .\n"
     )
