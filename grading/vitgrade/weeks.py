@@ -60,6 +60,17 @@ class Week:
     # Libraries the hidden suite compares with: imported once, before grading starts, by the
     # process every judge is forked from (vitgrade.confine.zygote), not once per submission.
     references: tuple[str, ...] = ()
+    # Third-party packages the week's exercise modules may import, besides torch, numpy, the
+    # standard library and vitcourse itself (an allow-list: everything else is refused, with a
+    # message naming the package and this rule). The student's process holds only these, the
+    # probe packages and what they need: other packages are not in its file view, and the
+    # process it is forked from has not imported them.
+    allowed: tuple[str, ...] = ()
+    # Packages the week's probes (the grader's code, run next to the student's) import in the
+    # student's process, e.g. timm to build a model the exercise works on. They are in its view,
+    # but the exercise modules may not import them (a static check in the judge, and the import
+    # guard in the process).
+    probe_packages: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -170,6 +181,8 @@ WEEKS: dict[int, Week] = {
         ),
         sample_mutant="no_t_squared",
         references=("timm",),
+        allowed=("tqdm", "tensorboard"),
+        probe_packages=("timm",),
     ),
     4: Week(
         number=4,
@@ -202,6 +215,7 @@ WEEKS: dict[int, Week] = {
         ),
         sample_mutant="average_without_renormalising",
         references=("open_clip",),
+        allowed=("tqdm",),
     ),
 }
 
