@@ -90,13 +90,14 @@ def _quiet(number: int, root: Path) -> tuple[int, int]:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from vitgrade.confine import isolate
+    from vitgrade.confine import isolate, scratch
     from vitgrade.judging import grade
 
     paths = [Path(p) for p in args.submissions]
     out = Path(args.out) if args.out else None
     if isolate.level() == "basic":
         print(isolate.BASIC_WARNING, flush=True)
+    print(f"limits: {scratch.describe()}", flush=True)
     start = time.monotonic()
     run = grade.grade_many(args.week, paths, out, args.jobs)
     results = run.results
@@ -110,8 +111,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
           f"({60 * len(results) / max(seconds, 1e-9):.1f} per minute)"
           + (f"; gradebook: {out / 'gradebook.csv'}" if out else ""))
     print(f"isolation: {isolate.level()} ({isolate.describe()})")
+    for event in run.events:
+        print(f"grader: {event}")
+    for name, why in sorted(run.retried.items()):
+        print(f"retried {name}: the first attempt gave no verdict ({why})")
+    if run.not_graded:
+        print(f"NOT GRADED: {len(run.not_graded)} submission(s): {', '.join(run.not_graded)}")
     if run.failed:
         print(f"{len(run.failed)} submission(s) could not be graded cleanly: {', '.join(run.failed)}")
+    for left in run.leftovers:
+        print(f"LEFTOVER: {left} (removed at the end of the batch)")
     for path in run.tampering:
         print(f"TAMPERING: {path} changed during grading (grades use the snapshots taken before)")
     for problem in run.gradebook_problems:

@@ -10,7 +10,16 @@ VITGRADE_BUDGET            600      seconds of the student's code per submission
                                     together; later calls fail at once ("time budget")
 VITGRADE_THREADS           1        torch threads in the student's process and the judge (one
                                     per process: run --jobs = number of cores)
-VITGRADE_MEMORY_MB         6144     address-space limit of the student's process (and kernel)
+VITGRADE_MEMORY_MB         6144     address-space limit of each of the student's processes (and
+                                    of the kernel's)
+VITGRADE_GROUP_MEMORY_MB   6144     memory of all of a submission's processes together, what it
+                                    keeps on its disk quota included (cgroup; see
+                                    vitgrade.confine.limits)
+VITGRADE_PROCESSES         256      processes and threads of a submission, all together (cgroup)
+VITGRADE_CPUS              1        CPU share of a submission, in cores (cgroup CFS quota)
+VITGRADE_DISK_MB           512      a submission's own disk (a tmpfs, as root; vitgrade.confine.scratch)
+VITGRADE_MESSAGE_MB        512      largest message (decoded arrays) the judge accepts from the
+                                    student's process
 VITGRADE_CELL_TIMEOUT      120      nbgrader: seconds one notebook cell may run in the kernel
 VITGRADE_NOTEBOOK_BUDGET   600      nbgrader: seconds for the whole notebook; later cells skipped
 VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebook in the jailed
@@ -22,7 +31,10 @@ VITGRADE_MIN_LONG_TIMEOUT  60       a test's own longer timeout (a training run)
                                     below this by VITGRADE_TIME_SCALE < 1
 VITGRADE_NOTEBOOK_MB       64       a submitted notebook larger than this is not read (it is
                                     almost all saved output); the release notebook stands in
+VITGRADE_NOTEBOOK_CELLS    5000     ... nor one with more cells than this
+VITGRADE_NOTEBOOK_SECONDS  30       ... nor one whose reading and repair takes longer than this
 VITGRADE_ISOLATION         (probe)  force 'basic' / 'userns' / 'root' (see vitgrade.isolate)
+VITGRADE_LIMITS            (probe)  'rlimit' forces per-process limits only (no cgroups, no tmpfs)
 =========================  =======  ==========================================================
 
 The zoo of broken submissions (``grading/zoo``) runs with ``VITGRADE_TIME_SCALE=0.25``,
@@ -38,6 +50,8 @@ import os
 NAMES = ("VITGRADE_TIMEOUT", "VITGRADE_IMPORT_TIMEOUT", "VITGRADE_TIME_SCALE", "VITGRADE_BUDGET", "VITGRADE_THREADS",
          "VITGRADE_MEMORY_MB", "VITGRADE_CELL_TIMEOUT", "VITGRADE_NOTEBOOK_BUDGET", "VITGRADE_EXECUTE",
          "VITGRADE_JUDGE_TIMEOUT", "VITGRADE_MIN_LONG_TIMEOUT", "VITGRADE_NOTEBOOK_MB", "VITGRADE_ISOLATION",
+         "VITGRADE_GROUP_MEMORY_MB", "VITGRADE_PROCESSES", "VITGRADE_CPUS", "VITGRADE_DISK_MB", "VITGRADE_MESSAGE_MB",
+         "VITGRADE_NOTEBOOK_CELLS", "VITGRADE_NOTEBOOK_SECONDS", "VITGRADE_LIMITS",
          "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
 
 
@@ -97,3 +111,31 @@ def min_long_timeout() -> float:
 
 def notebook_mb() -> float:
     return _float("VITGRADE_NOTEBOOK_MB", 64)
+
+
+def group_memory_mb() -> int:
+    return int(_float("VITGRADE_GROUP_MEMORY_MB", 6144))
+
+
+def processes() -> int:
+    return max(8, int(_float("VITGRADE_PROCESSES", 256)))
+
+
+def cpus() -> float:
+    return max(0.05, _float("VITGRADE_CPUS", 1.0))
+
+
+def disk_mb() -> int:
+    return max(1, int(_float("VITGRADE_DISK_MB", 512)))
+
+
+def message_mb() -> float:
+    return _float("VITGRADE_MESSAGE_MB", 512)
+
+
+def notebook_cells() -> int:
+    return int(_float("VITGRADE_NOTEBOOK_CELLS", 5000))
+
+
+def notebook_seconds() -> float:
+    return _float("VITGRADE_NOTEBOOK_SECONDS", 30)

@@ -4,9 +4,17 @@
 forked by the zygote (:mod:`vitgrade.confine.zygote`), or an nbgrader kernel before
 :mod:`vitgrade.confine.jail` ``exec``s it. It always applies:
 
+* its submission's control group (``Policy.cgroups``, made by the grader: memory, processes and
+  CPU share for all the submission's processes together, :mod:`vitgrade.confine.limits`), joined
+  first, so everything it starts is counted;
+* ``oom_score_adj`` 1000: if the machine itself runs out of memory, student code goes first (the
+  fork server is at -1000, :class:`vitgrade.confine.zygote.Zygote`);
 * its own session (``setsid``), so killing the group takes everything it started;
-* ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE`` (largest file it may write or print), no core dumps;
-* an environment token, so processes it leaves behind can be found and killed.
+* ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE`` (largest file it may write or print), no core dumps, and
+  where no cgroup counts its processes, ``RLIMIT_NPROC``;
+* an environment token, so processes it leaves behind can be found and killed;
+* last, ``no_new_privs`` and a system-call filter (:mod:`vitgrade.confine.seccomp`: no new
+  namespaces, no mount, ptrace, bpf, keyctl or perf events), inherited by everything it starts.
 
 and, where the operating system allows it (see :func:`level`):
 
@@ -47,7 +55,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vitgrade.confine import view
+from vitgrade.confine import seccomp, view
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -76,6 +84,11 @@ class Policy:
     mountpoint: str | None = None
     read_only: list[str] = field(default_factory=list)
     writable: list[str] = field(default_factory=list)
+    # The submission's control group: the cgroup.procs files to join (vitgrade.confine.limits).
+    cgroups: list[str] = field(default_factory=list)
+    processes: int | None = None  # where no cgroup counts them: RLIMIT_NPROC allows this many more
+    oom_score_adj: int = 1000
+    seccomp: bool = True
 
 
 def _libc() -> ctypes.CDLL:
@@ -192,11 +205,13 @@ VIEW = "allow-list view built with mount namespaces and pivot_root (vitgrade.con
 
 def describe(lvl: str | None = None) -> str:
     lvl = lvl or level()
+    filtered = ("no_new_privs and a system-call filter (vitgrade.confine.seccomp)" if seccomp.supported()
+                else f"no system-call filter on {os.uname().machine}")
     return {
-        "root": f"separate uid, no network, own PID namespace, {VIEW}, rlimits",
-        "userns": f"no network, own PID namespace, no capabilities, {VIEW}, rlimits "
+        "root": f"separate uid, no network, own PID namespace, {VIEW}, rlimits, {filtered}",
+        "userns": f"no network, own PID namespace, no capabilities, {VIEW}, rlimits, {filtered} "
                   "(same uid: writes inside the view detected by hashes)",
-        "basic": "rlimits and process groups only (no namespaces here: network not isolated, "
+        "basic": f"rlimits and process groups only, {filtered} (no namespaces here: network not isolated, "
                  "writes outside the working copy detected by hashes, not prevented)",
     }[lvl]
 
@@ -228,6 +243,7 @@ def confine(policy: Policy, cleanup: tuple[str, ...] = ()) -> None:
     userns this process then continues as PID 1 of a new PID namespace, inside the view, and
     its original pid belongs to the supervisor, which removes ``cleanup`` (host paths) once the
     confined process has ended (see the module docstring)."""
+    _join(policy)
     try:
         os.setsid()
     except PermissionError:  # already a session leader (a kernel started with its own session)
@@ -236,7 +252,9 @@ def confine(policy: Policy, cleanup: tuple[str, ...] = ()) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (policy.fsize_bytes,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if policy.level == "basic":
+        _count_processes(policy)
         die_with_parent()
+        _harden(policy)
         return
     cwd = os.getcwd()
     # The PID namespace first, then the supervisor (it stays in the grader's mount namespace, so
@@ -252,13 +270,57 @@ def confine(policy: Policy, cleanup: tuple[str, ...] = ()) -> None:
         view.enter(policy.mountpoint, policy.read_only, policy.writable)
         os.chdir(cwd)  # the same path inside the view (it must be one of the listed paths)
     if policy.level == "root" and policy.uid is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))  # per uid: this sandbox only
+        limit = policy.processes or 512
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))  # per uid: this sandbox only
         os.setgroups([])
         os.setgid(policy.uid)
         os.setuid(policy.uid)  # a non-root uid: every capability goes with it
     else:
+        _count_processes(policy)
         _drop_capabilities()
     die_with_parent()  # after the uid change, which clears it
+    _harden(policy)
+
+
+def _join(policy: Policy) -> None:
+    """Join the submission's control group (before anything else, so every child is counted) and
+    make this process the out-of-memory killer's first choice."""
+    for procs in policy.cgroups:
+        with open(procs, "w") as fh:
+            fh.write(str(os.getpid()))
+    try:
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write(str(policy.oom_score_adj))
+    except OSError:
+        pass
+
+
+def _count_processes(policy: Policy) -> None:
+    """Where no cgroup counts the submission's processes: ``RLIMIT_NPROC``. It counts every process
+    of the uid, here the grader's own too, so they are added to the allowance."""
+    if not policy.processes:
+        return
+    mine = sum(1 for p in os.listdir("/proc") if p.isdigit() and _owner(p) == os.getuid())
+    limit = mine + policy.processes
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+    except (ValueError, OSError):
+        pass
+
+
+def _owner(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _harden(policy: Policy) -> None:
+    """The last step of confinement: no_new_privs and the system-call filter."""
+    if policy.seccomp and seccomp.supported():
+        seccomp.install()
+    else:
+        _libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
 def hand_over(path: Path, policy: Policy, mode: int = 0o700) -> None:

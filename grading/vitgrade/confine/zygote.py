@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ ENV = "VITGRADE_ZYGOTE"  # the socket of the batch's zygote, for judges and nbgr
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 8
 STARTUP_TIMEOUT = 300.0
+RESTART_WAIT = 60.0  # how long a client waits for a zygote that is being restarted
+OOM_SCORE_ADJ = -1000  # the out-of-memory killer never picks the zygote (as root)
+MAX_RESTARTS = 5  # per batch: a zygote that keeps dying is a broken installation, not bad luck
 # What a zygote (and so every child) may see of the grader's environment: nothing secret.
 # TMPDIR too, so every folder of a grading run is made (and removed) in the temp folder it was given.
 ENV_KEEP = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "TZ", "TMPDIR")
@@ -64,6 +68,7 @@ class Child:
         self.conn = conn
         self.pid = pid
         self.status: int | None = None  # the raw wait status, once known
+        self.lost = False  # the zygote went away before reporting: it took the child with it
 
     @property
     def returncode(self) -> int | None:
@@ -81,7 +86,9 @@ class Child:
             return None
         except OSError:
             data = b""
-        # No message: the zygote itself went away, and took the child with it.
+        # No message: the zygote itself went away, and took the child with it (the grader's failure).
+        if not data:
+            self.lost = True
         self.status = json.loads(data)["status"] if data else int(signal.SIGKILL)
         return self.returncode
 
@@ -104,11 +111,22 @@ class Child:
             pass
 
 
-def spawn(address: str, role: str, params: dict, fds: list[int] = ()) -> Child:
-    """Ask the zygote at ``address`` for a child in ``role`` with ``params``; hand it ``fds``."""
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    conn.settimeout(STARTUP_TIMEOUT)
-    conn.connect(address)
+def spawn(address: str, role: str, params: dict, fds: list[int] = (), wait: float = RESTART_WAIT) -> Child:
+    """Ask the zygote at ``address`` for a child in ``role`` with ``params``; hand it ``fds``. A zygote
+    that is not answering is given ``wait`` seconds to come back (its :class:`Zygote` restarts it at
+    the same address) before the error is raised."""
+    deadline = time.monotonic() + wait
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        conn.settimeout(STARTUP_TIMEOUT)
+        try:
+            conn.connect(address)
+            break
+        except (ConnectionRefusedError, FileNotFoundError):
+            conn.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     socket.send_fds(conn, [json.dumps({"role": role, "params": params}).encode()], list(fds))
     reply = conn.recv(MAX_MESSAGE)
     if not reply:
@@ -118,22 +136,51 @@ def spawn(address: str, role: str, params: dict, fds: list[int] = ()) -> Child:
 
 
 class Zygote:
-    """Start a zygote for one batch; ``address`` is its socket. Use as a context manager."""
+    """Start a zygote for one batch; ``address`` is its socket. Use as a context manager.
+
+    The zygote is every judge's and worker's parent: if it died, nobody in the batch could be
+    graded. So, as root, it is exempt from the out-of-memory killer (``oom_score_adj`` -1000; its
+    children set their own score when they start: a judge 0, a student's process 1000), and a
+    watchdog thread restarts it, at the same address, when it dies anyway (at most
+    ``MAX_RESTARTS`` times). What it was running when it died is reported by the children's
+    owners as *not graded* (:attr:`Child.lost`) and graded again. ``restarts`` and ``notes`` say
+    what happened, for the batch's summary.
+    """
 
     def __init__(self, preload: tuple[str, ...] = (), threads: int | None = None) -> None:
         from vitgrade import settings
-        from vitgrade.confine import isolate
 
+        self.preload = tuple(preload)
+        self.threads = threads or settings.threads()
         self.folder = Path(tempfile.mkdtemp(prefix="vitgrade-zygote-"))  # mode 0700: the grader's
         self.address = str(self.folder / "socket")
         self.log = self.folder / "zygote.log"
+        self.restarts: list[str] = []  # why each restart happened
+        self.notes: list[str] = []
+        self._closing = False
+        self._lock = threading.Lock()
+        try:
+            self.proc = self._start()
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        self._watchdog = threading.Thread(target=self._watch, name="zygote-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _start(self) -> subprocess.Popen:
+        from vitgrade.confine import isolate
+
+        try:
+            os.unlink(self.address)  # a dead zygote's socket: the new one binds the same path
+        except FileNotFoundError:
+            pass
         ready_r, ready_w = os.pipe()
-        env = clean_env(threads or settings.threads())
+        env = clean_env(self.threads)
         # Importing timm makes torch create its compile cache folder in TMPDIR; keep it in ours.
         env["TORCHINDUCTOR_CACHE_DIR"] = str(self.folder / "torchinductor")
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w), *preload],
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w), *self.preload],
                 env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=log, pass_fds=(ready_w,), preexec_fn=isolate.die_with_parent, cwd=self.folder)
         os.close(ready_w)
@@ -141,16 +188,66 @@ class Zygote:
             ok = ready.read(1) == b"1"  # blocks until the zygote has loaded everything (or died)
         if not ok:
             tail = self.log.read_text(errors="replace")[-2000:]
-            self.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
             raise RuntimeError(f"the zygote failed to start:\n{tail}")
+        self._protect(proc.pid)
+        return proc
+
+    def _protect(self, pid: int) -> None:
+        try:
+            Path(f"/proc/{pid}/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
+        except OSError as exc:  # lowering the score needs CAP_SYS_RESOURCE
+            note = (f"the fork server's oom_score_adj stays 0 ({exc.strerror}: no CAP_SYS_RESOURCE); student "
+                    "processes run at 1000, so the out-of-memory killer takes them first")
+            if note not in self.notes:
+                self.notes.append(note)
+
+    def _watch(self) -> None:
+        # The restarted zygote dies with the thread that started it (PR_SET_PDEATHSIG is per
+        # thread): this one, which lives as long as it waits for it.
+        while True:
+            proc = self.proc
+            code = proc.wait()
+            with self._lock:
+                if self._closing or proc is not self.proc:
+                    return
+                if len(self.restarts) >= MAX_RESTARTS:
+                    self.notes.append(f"the fork server died {len(self.restarts) + 1} times; not restarted")
+                    return
+                how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+                try:
+                    self.proc = self._start()
+                except (OSError, RuntimeError) as exc:
+                    self.notes.append(f"the fork server died ({how}) and could not be restarted: {exc}")
+                    return
+                self.restarts.append(f"the fork server died ({how}) and was restarted")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def ensure(self, timeout: float = RESTART_WAIT) -> bool:
+        """Wait (up to ``timeout``) until a zygote is serving; False if none is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.proc.poll() is None and os.path.exists(self.address):
+                    return True
+                if self._closing or not self._watchdog.is_alive():
+                    return False
+            time.sleep(0.1)
+        return False
 
     def spawn(self, role: str, params: dict, fds: list[int] = ()) -> Child:
         return spawn(self.address, role, params, fds)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        with self._lock:
+            self._closing = True
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Zygote:

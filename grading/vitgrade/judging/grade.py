@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitgrade import weeks
-from vitgrade.confine import isolate
+from vitgrade.confine import isolate, scratch
 from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, reason
@@ -47,14 +47,22 @@ class Run:
     tampering: list[str] = field(default_factory=list)  # protected paths that changed
     gradebook_problems: list[str] = field(default_factory=list)
     notebooks: dict[str, list[str]] = field(default_factory=dict)  # what each notebook looked like (not graded)
+    retried: dict[str, str] = field(default_factory=dict)  # student -> why the first attempt gave no verdict
+    leftovers: list[str] = field(default_factory=list)  # scratch, mounts, groups left at the end (a bug)
+    events: list[str] = field(default_factory=list)  # e.g. the fork server died and was restarted
 
     @property
     def failed(self) -> list[str]:
         return [n for n, r in self.results.items() if r.status != "ok"]
 
     @property
+    def not_graded(self) -> list[str]:
+        """Students without a verdict: the grader's side failed twice (see judge.not_graded)."""
+        return [n for n, r in self.results.items() if judge.not_graded(r)]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.tampering and not self.gradebook_problems
+        return not self.failed and not self.tampering and not self.gradebook_problems and not self.leftovers
 
 
 def snapshot(path: Path) -> integrity.Snapshot:
@@ -64,6 +72,11 @@ def snapshot(path: Path) -> integrity.Snapshot:
 
 def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1,
                protect: list[Path] = ()) -> Run:
+    """Grade ``paths`` (see the module docstring). Each submission runs in its own scratch inside
+    the batch's (:mod:`vitgrade.confine.scratch`: its own disk quota and control group), removed
+    after its judge whatever happened; a submission the grader could not grade (its own files, a
+    judge or the fork server died, which is then restarted) is graded once more, then reported
+    as not graded; the batch goes on. At the end nothing may be left of any scratch."""
     isolate.protect_self()
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
@@ -77,14 +90,33 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
     guard = integrity.Guard(guarded)
     digest = judge.tests_digest(hidden)
 
+    retried: dict[str, str] = {}
+
+    def attempt(path: Path) -> SuiteResult:
+        try:
+            zygote.ensure()
+            return judge.run(week, snapshots[path.name], "hidden", tests_digest=digest, zygote=zygote.address,
+                             batch=batch)
+        except Exception as exc:  # noqa: BLE001 - one submission's grading error never stops the batch
+            return SuiteResult(week=week, suite="hidden", root=str(path), status="error",
+                               error=f"{judge.NOT_GRADED}{type(exc).__name__}: {exc}")
+
     def grade_one(path: Path) -> SuiteResult:
-        result = judge.run(week, snapshots[path.name], "hidden", tests_digest=digest, zygote=zygote.address)
+        result = attempt(path)
+        if judge.not_graded(result):  # the grader's failure, not the student's: once more
+            retried[path.name] = result.error
+            result = attempt(path)
+            if judge.not_graded(result):
+                result.error += " (graded twice)"
         result.root = str(path)
         return result
 
-    with Zygote(preload=weeks.get(week).references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with scratch.Batch() as batch, Zygote(preload=weeks.get(week).references) as zygote, \
+            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = dict(zip(names, pool.map(grade_one, paths)))
-    run = Run(week, results, tampering=guard.changes(), notebooks=notebooks)
+        events = zygote.restarts + zygote.notes
+    run = Run(week, results, tampering=guard.changes(), notebooks=notebooks, retried=retried,
+              leftovers=batch.leftovers_found, events=events)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, result in results.items():

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from vitgrade import settings, weeks
-from vitgrade.confine import isolate
+from vitgrade.confine import isolate, sandbox
+from vitgrade.confine import scratch as scratch_mod
 from vitgrade.confine import zygote as zygote_mod
 from vitgrade.confine.sandbox import Sandbox, copy_tree
 from vitgrade.judging import api, integrity
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-x", dest="exitfirst", action="store_true")
     args = parser.parse_args(argv)
     isolate.protect_self()  # the student's process (same uid) cannot open our fds via /proc
+    _ordinary_oom_score()
     import torch
 
     torch.set_num_threads(settings.threads())  # references are small; leave the cores to workers
@@ -91,9 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     result_pipe = os.fdopen(args.result_fd, "w")
     order = json.loads(args.order.read_text()) if args.order else None
     result = run_in_process(args.week, args.root, args.suite, args.tests, args.exitfirst, order, args.task)
+    if sandbox.FAILURES:  # the grader's side failed under a test: no verdict, the batch grades it again
+        result.status, result.error = "error", NOT_GRADED + sandbox.FAILURES[0]
     result_pipe.write(json.dumps(result.to_json()))
     result_pipe.close()
     return 0
+
+
+def _ordinary_oom_score() -> None:
+    """The zygote is exempt from the out-of-memory killer; its judges are ordinary processes."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text("0")
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------------- in the grader process
@@ -141,7 +153,7 @@ def judge_env(address: str) -> dict[str, str]:
 def run(week: int, root: Path | integrity.Snapshot, suite: str = "hidden", tests_dir: Path | None = None,
         exitfirst: bool = False, timeout: float | None = None, copy: bool = True,
         tests_digest: str | None = None, order: dict[str, float] | None = None, task: str | None = None,
-        zygote: str | None = None) -> SuiteResult:
+        zygote: str | None = None, batch: scratch_mod.Batch | None = None) -> SuiteResult:
     """Run the judge in a fresh process (so repeated runs never share imported state).
 
     With ``copy`` (the default) the suite runs on a :func:`working_copy` of ``root`` (a folder,
@@ -151,34 +163,90 @@ def run(week: int, root: Path | integrity.Snapshot, suite: str = "hidden", tests
     :func:`tests_digest`, taken when a batch starts) a copy of the tests that differs is refused:
     the submission is reported as not graded, never graded against tests another submission
     rewrote. ``order`` and ``task``: see :class:`vitgrade.judging.plugin.ResultsPlugin`.
+
+    Everything of one run lives in the submission's scratch (:mod:`vitgrade.confine.scratch`,
+    inside ``batch``, the grading command's, or a batch of its own): the copies, the judge's files,
+    the sandbox's folders on the submission's own disk quota, its control group. This process
+    removes it after the judge has ended, however it ended. When the grader's side fails (its own
+    files, a judge or fork server that died, a judge that timed out) the result has status
+    ``"error"`` and an error starting with ``"not graded: "`` (:func:`not_graded`): no verdict,
+    never a score of the student's.
     """
     timeout = timeout or settings.judge_timeout()
     label = str(root.origin if isinstance(root, integrity.Snapshot) else root)
     tests_src = Path(tests_dir or weeks.get(week).suite_dir(suite))
-    with tempfile.TemporaryDirectory(prefix="vitgrade-copy-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="vitgrade-judge-") as private, zygote_for(week, zygote) as address:
-        tmp, private = Path(tmp), Path(private)  # private: the judge's own files (mode 0700)
-        os.chmod(tmp, 0o711)  # the sandbox uid may reach its package, not list the folder
-        if not copy:
-            return _run_judge(week, Path(root), suite, tests_src, exitfirst, timeout, label, private, address,
-                              order, task)
-        work = working_copy(week, root, tmp / "submission")
-        tests = tmp / "tests"
-        copy_tree(tests_src, tests, mode=0o700)
-        os.chmod(tests, 0o700)
-        if tests_digest and integrity.tree_digest(integrity.hash_tree(tests)) != tests_digest:
-            return SuiteResult(week=week, suite=suite, root=label, status="error",
-                               error="the hidden tests changed since grading started (tampering); "
-                                     "not graded, tell the instructor")
-        before = integrity.hash_tree(tmp)
-        result = _run_judge(week, work, suite, tests, exitfirst, timeout, label, private, address, order, task)
-        changed = integrity.diff(before, integrity.hash_tree(tmp))
-        if changed:
-            result.tampering += [f"{path} changed while grading" for path in changed]
-            if result.status == "ok":
-                result.status = "tampered"
-                result.error = "files changed during grading: " + ", ".join(changed[:5])
-        return result
+    try:
+        if not copy:  # a student's own run of the public tests: no sandbox, no scratch
+            with tempfile.TemporaryDirectory(prefix="vitgrade-judge-") as private, \
+                    zygote_for(week, zygote) as address:
+                result = _run_judge(week, Path(root), suite, tests_src, exitfirst, timeout, label, Path(private),
+                                    address, order, task)
+        else:
+            result = _run_scratch(week, root, suite, tests_src, exitfirst, timeout, label, tests_digest, order, task,
+                                  zygote, batch)
+    except OSError as exc:  # the grader's own folders (ENOSPC, EMFILE, ...): not the student's failure
+        result = SuiteResult(week=week, suite=suite, root=label, status="error",
+                             error=f"the grader's own files failed ({type(exc).__name__}: {exc.strerror or exc})")
+    if result.status == "error" and not result.error.startswith(NOT_GRADED):
+        result.error = NOT_GRADED + result.error
+    return result
+
+
+NOT_GRADED = "not graded: "
+
+
+def not_graded(result: SuiteResult) -> bool:
+    """A result that is no verdict: the grader's side failed (see :func:`run`)."""
+    return result.status == "error"
+
+
+def _run_scratch(week: int, root: Path | integrity.Snapshot, suite: str, tests_src: Path, exitfirst: bool,
+                 timeout: float, label: str, tests_digest: str | None, order: dict[str, float] | None,
+                 task: str | None, zygote: str | None, batch: scratch_mod.Batch | None) -> SuiteResult:
+    """The judge on a working copy, in the submission's own scratch (vitgrade.confine.scratch), which
+    this process (the grader) makes before and removes after, however the judge ended."""
+    own = None
+    if batch is None:
+        batch = scratch_mod.Batch.from_env()  # an nbgrader process: its orchestrator's batch
+    if batch is None:
+        batch = own = scratch_mod.Batch()
+    try:
+        space = batch.scratch(Path(label).name)
+        try:
+            with zygote_for(week, zygote) as address:
+                return _judge_in(week, root, suite, tests_src, exitfirst, timeout, label, tests_digest, order, task,
+                                 address, space)
+        finally:
+            space.close()
+    finally:
+        if own is not None:
+            own.close()
+
+
+def _judge_in(week: int, root: Path | integrity.Snapshot, suite: str, tests_src: Path, exitfirst: bool,
+              timeout: float, label: str, tests_digest: str | None, order: dict[str, float] | None,
+              task: str | None, address: str, space: scratch_mod.Scratch) -> SuiteResult:
+    tmp, private = space.folder / "copy", space.folder / "judge"
+    tmp.mkdir(mode=0o711)
+    private.mkdir(mode=0o700)  # private: the judge's own files
+    os.chmod(tmp, 0o711)  # the sandbox uid may reach its package, not list the folder
+    work = working_copy(week, root, tmp / "submission")
+    tests = tmp / "tests"
+    copy_tree(tests_src, tests, mode=0o700)
+    os.chmod(tests, 0o700)
+    if tests_digest and integrity.tree_digest(integrity.hash_tree(tests)) != tests_digest:
+        return SuiteResult(week=week, suite=suite, root=label, status="error",
+                           error="the hidden tests changed since grading started (tampering); "
+                                 "not graded, tell the instructor")
+    before = integrity.hash_tree(tmp)
+    result = _run_judge(week, work, suite, tests, exitfirst, timeout, label, private, address, order, task, space)
+    changed = integrity.diff(before, integrity.hash_tree(tmp))
+    if changed:
+        result.tampering += [f"{path} changed while grading" for path in changed]
+        if result.status == "ok":
+            result.status = "tampered"
+            result.error = "files changed during grading: " + ", ".join(changed[:5])
+    return result
 
 
 def tests_digest(tests_dir: Path) -> str:
@@ -190,7 +258,7 @@ def tests_digest(tests_dir: Path) -> str:
 
 def _run_judge(week: int, root: Path, suite: str, tests_dir: Path, exitfirst: bool, timeout: float,
                label: str, private: Path, address: str, order: dict[str, float] | None,
-               task: str | None) -> SuiteResult:
+               task: str | None, space: scratch_mod.Scratch | None = None) -> SuiteResult:
     argv = ["--week", str(week), "--root", str(root), "--suite", suite, "--tests", str(tests_dir)]
     if order:
         (private / "order.json").write_text(json.dumps(order))
@@ -203,9 +271,14 @@ def _run_judge(week: int, root: Path, suite: str, tests_dir: Path, exitfirst: bo
     reader = PipeReader()
     out_path = private / "judge.log"
     out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    env = judge_env(address)
+    if space is not None:
+        env[scratch_mod.SCRATCH_ENV] = space.to_env()
     try:
-        child = zygote_mod.spawn(address, "judge", {"argv": argv, "env": judge_env(address),
-                                                    "cwd": str(private)}, [reader.fd, out])
+        child = zygote_mod.spawn(address, "judge", {"argv": argv, "env": env, "cwd": str(private)}, [reader.fd, out])
+    except (OSError, RuntimeError) as exc:
+        return SuiteResult(week=week, suite=suite, root=label, status="error",
+                           error=f"the fork server could not start a judge ({type(exc).__name__}: {exc})")
     finally:
         os.close(out)
         reader.close_writer()
@@ -216,6 +289,9 @@ def _run_judge(week: int, root: Path, suite: str, tests_dir: Path, exitfirst: bo
             child.wait(10)
             result = SuiteResult(week=week, suite=suite, root=label, status="error",
                                  error=f"the grader timed out after {timeout:.0f} s")
+        elif child.lost:
+            result = SuiteResult(week=week, suite=suite, root=label, status="error",
+                                 error="the fork server died while this submission was graded")
         else:
             try:
                 result = SuiteResult.from_json(json.loads(reader.read()))

@@ -10,14 +10,24 @@ name of its ``grad_fn``, device, contiguity and shape (:func:`tensor_facts`). Th
 with :func:`meta` on the array it received, so a promise such as "float32 features with no graph"
 can be checked even though only plain numbers cross the boundary. They are what the student's
 process reported: data for the judge to check, like every value here.
+
+
+A message is bounded when it is read (:func:`read_message`, :func:`read_message_bytes`): every
+array may be referred to once (a thousand references to one array would become a thousand arrays
+in whatever the judge builds from them), and all arrays together may hold at most
+``VITGRADE_MESSAGE_MB`` once decoded, checked against each array's header before its data is read
+(an ``.npz`` is a zip archive: a few kilobytes can claim gigabytes).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 import sys
 import weakref
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,19 @@ META_TAG = "__tensor__"  # next to ARRAY_TAG: what the array was as a torch tens
 TUPLE_TAG = "__tuple__"
 FLOAT_TAG = "__float__"  # nan/inf, which strict JSON cannot carry
 MAX_ARRAYS = 10_000
+MAX_JSON_BYTES = 16 * 2**20
+
+
+class BadMessage(ValueError):
+    """A message the grader refuses to decode (too large, an array referred to twice, ...)."""
+
+
+def max_message_bytes() -> int:
+    """``VITGRADE_MESSAGE_MB`` (default 512): all arrays of one message together, decoded."""
+    try:
+        return int(float(os.environ.get("VITGRADE_MESSAGE_MB", 512)) * 2**20)
+    except ValueError:
+        return 512 * 2**20
 
 
 def _to_numpy(value: Any) -> np.ndarray | None:
@@ -117,22 +140,30 @@ def _remember(array: np.ndarray, facts: Any) -> np.ndarray:
     return array
 
 
-def decode(data: Any, arrays: dict[str, np.ndarray], as_tensor: bool = False) -> Any:
+def decode(data: Any, arrays: dict[str, np.ndarray], as_tensor: bool = False, _used: set | None = None) -> Any:
+    """The value ``data`` (from :func:`encode`) stands for; each array may appear once."""
+    used = set() if _used is None else _used
     if isinstance(data, dict):
         if ARRAY_TAG in data and set(data) <= {ARRAY_TAG, META_TAG}:
-            array = arrays[data[ARRAY_TAG]]
+            key = data[ARRAY_TAG]
+            if not isinstance(key, str) or key not in arrays:
+                raise BadMessage(f"the message refers to an array it does not hold ({str(key)[:20]!r})")
+            if key in used:
+                raise BadMessage(f"the message refers to array {key} more than once")
+            used.add(key)
+            array = arrays[key]
             if as_tensor:
                 import torch
 
                 return torch.from_numpy(np.array(array, copy=True))
             return _remember(array, data.get(META_TAG))
         if set(data) == {TUPLE_TAG}:
-            return tuple(decode(v, arrays, as_tensor) for v in data[TUPLE_TAG])
+            return tuple(decode(v, arrays, as_tensor, used) for v in data[TUPLE_TAG])
         if set(data) == {FLOAT_TAG}:
             return float(data[FLOAT_TAG])
-        return {k: decode(v, arrays, as_tensor) for k, v in data.items()}
+        return {k: decode(v, arrays, as_tensor, used) for k, v in data.items()}
     if isinstance(data, list):
-        return [decode(v, arrays, as_tensor) for v in data]
+        return [decode(v, arrays, as_tensor, used) for v in data]
     return data
 
 
@@ -146,12 +177,61 @@ def write_message(path: Path, value: Any) -> None:
 
 def read_message(path: Path, as_tensor: bool = False) -> Any:
     """Read what ``write_message`` wrote; arrays are plain numpy (or torch) values."""
-    payload = json.loads(path.with_suffix(".json").read_text())
-    with np.load(path.with_suffix(".npz"), allow_pickle=False) as npz:
-        if len(npz.files) > MAX_ARRAYS:
-            raise ValueError("too many arrays in message")
-        arrays = {k: npz[k] for k in npz.files}
-    for key, array in arrays.items():
-        if array.dtype.kind not in "biufc":
-            raise ValueError(f"array {key} has non-numeric dtype {array.dtype}")
-    return decode(payload, arrays, as_tensor)
+    with open(path.with_suffix(".json"), "rb") as fh:
+        payload = fh.read(MAX_JSON_BYTES + 1)
+    with open(path.with_suffix(".npz"), "rb") as fh:
+        arrays = fh.read(max_message_bytes() + 1)
+    return read_message_bytes(payload, arrays, as_tensor)
+
+
+def read_message_bytes(payload: bytes, npz: bytes, as_tensor: bool = False, limit: int | None = None) -> Any:
+    """:func:`read_message` from the two files' bytes (as the grader read them, see
+    :func:`vitgrade.confine.sandbox.read_result`). Raises :class:`BadMessage` (a ValueError) for a
+    message beyond the limits: more than ``limit`` bytes of arrays once decoded (default
+    :func:`max_message_bytes`), an array referred to twice, a non-numeric array."""
+    limit = max_message_bytes() if limit is None else limit
+    if len(payload) > MAX_JSON_BYTES:
+        raise BadMessage(f"the message's JSON is larger than {MAX_JSON_BYTES // 2**20} MB")
+    try:
+        data = json.loads(payload)
+    except RecursionError:
+        raise BadMessage("the message is nested too deeply") from None
+    arrays = _load_arrays(npz, limit)
+    return decode(data, arrays, as_tensor)
+
+
+def _load_arrays(npz: bytes, limit: int) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, each checked (dtype, decoded size, all together at most
+    ``limit`` bytes) from its header before its data is read."""
+    if len(npz) > limit + (1 << 20):  # the archive itself (headers and zip records aside)
+        raise BadMessage(f"the message's arrays are larger than {limit / 2**20:.0f} MB")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(npz))
+    except zipfile.BadZipFile as exc:
+        raise BadMessage(f"the arrays are not an npz archive ({exc})") from None
+    with archive:
+        members = archive.infolist()
+        if len(members) > MAX_ARRAYS:
+            raise BadMessage("too many arrays in message")
+        total = 0
+        arrays = {}
+        for member in members:
+            if not member.filename.endswith(".npy"):
+                raise BadMessage(f"unexpected member {member.filename[:40]!r} in the arrays")
+            total += member.file_size  # as decompressed
+            if total > limit:
+                raise BadMessage(f"the message's arrays are larger than {limit / 2**20:.0f} MB once decoded")
+            with archive.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version not in ((1, 0), (2, 0)):
+                    raise BadMessage(f"array {member.filename[:-4]} has an unknown format {version}")
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(fh)
+                if dtype.kind not in "biufc" or dtype.hasobject:
+                    raise BadMessage(f"array {member.filename[:-4]} has non-numeric dtype {dtype}")
+                if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > member.file_size:
+                    raise BadMessage(f"array {member.filename[:-4]} claims more data than it holds")
+            with archive.open(member) as fh:
+                arrays[member.filename[:-4]] = np.lib.format.read_array(fh, allow_pickle=False)
+    return arrays
