@@ -188,8 +188,11 @@ def cmd_nbgrader(args: argparse.Namespace) -> int:
 def _nbgrader_autograde(nbp, args: argparse.Namespace) -> int:
     """Every submitted student (or --student), one nbgrader process each, with the checks and the
     notebook repairs; exit 1 when anything needs a look."""
+    from vitgrade.confine import scratch
+
     assignment = weeks.get(args.week).assignment
     students = args.student or sorted(p.parent.name for p in (nbp.COURSE / "submitted").glob(f"*/{assignment}"))
+    print(f"limits: {scratch.describe()}", flush=True)
     report = nbp.autograde_checked(args.week, students, args.jobs)
     for student, run in sorted(report.runs.items()):
         verdict = run.verdict or {}

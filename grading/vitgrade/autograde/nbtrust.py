@@ -48,7 +48,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
 from vitgrade import settings, weeks
 from vitgrade.autograde import repair
-from vitgrade.confine import isolate
+from vitgrade.confine import isolate, scratch
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, one_line, task_report
 
@@ -128,8 +128,19 @@ class TrustedExecute(Execute):
                 first.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
             trusted["kernel"] = "not run (VITGRADE_EXECUTE=none)"
             return nb, resources
-        # The jail adds the kernel's own folders to the view (its notebook folder, a home).
+        # The jail adds the kernel's own folders to the view (its notebook folder, a home), on the
+        # submission's own disk quota, and the kernel joins the submission's control group: the
+        # same limits as the sandbox worker (vitgrade.confine.scratch), removed after it.
+        own = None
+        batch = scratch.Batch.from_env()  # the orchestrator's batch (autograde_checked)
+        if batch is None:
+            batch = own = scratch.Batch()
+        space = batch.scratch(f"kernel-{info['student']}")
         self._policy = isolate.new_policy(settings.memory_mb(), KERNEL_FSIZE, network=True)
+        self._policy.cgroups = space.group.procs_files if space.group else []
+        if space.group is None or "pids" not in space.group.folders:
+            self._policy.processes = settings.processes()
+        self._policy.scratch = str(space.student)
         self._deadline = time.monotonic() + settings.notebook_budget()
         try:
             super().preprocess(nb, resources, km)
@@ -138,6 +149,12 @@ class TrustedExecute(Execute):
             self.log.warning("the student's kernel failed (%s); grading continues", trusted["kernel"])
         finally:
             isolate.kill_leftovers(self._policy)
+            if space.oom_kills():
+                trusted["kernel"] = (trusted["kernel"] + "; " if trusted["kernel"] else "") + (
+                    f"the notebook's processes ran out of memory ({settings.group_memory_mb()} MB for all together)")
+            space.close()
+            if own is not None:
+                own.close()
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
@@ -159,8 +176,18 @@ class TrustedVerdict(NbGraderPreprocessor):
                                "c.Autograde.autograde_preprocessors")
         coursedir = CourseDirectory(config=self.config)
         source = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
-        result = judge.run(trusted["week"], trusted["snapshot"], "hidden", tests_dir=source / "hidden_tests",
-                           tests_digest=os.environ.get(TESTS_ENV) or None)
+        def attempt() -> SuiteResult:
+            return judge.run(trusted["week"], trusted["snapshot"], "hidden", tests_dir=source / "hidden_tests",
+                             tests_digest=os.environ.get(TESTS_ENV) or None)
+
+        result = attempt()
+        retried = ""
+        if judge.not_graded(result):  # the grader's side failed, not the student's code: once more
+            retried = result.error
+            self.log.warning("no verdict for %s (%s); grading it again", info["student"], retried)
+            result = attempt()
+            if judge.not_graded(result):
+                result.error += " (graded twice)"
         result.root = info["student"]
         if trusted["tampering"]:
             result.tampering += trusted["tampering"]
@@ -168,7 +195,7 @@ class TrustedVerdict(NbGraderPreprocessor):
                 result.status, result.error = "tampered", "; ".join(trusted["tampering"])
         verdict = result.to_json()
         verdict.update(student=info["student"], assignment=info["assignment"], kernel=trusted["kernel"],
-                       notebook=trusted["notebook"])
+                       notebook=trusted["notebook"], retried=retried)
         self._deliver(verdict, Path(coursedir.root))
         if result.status == "error":
             raise RuntimeError(f"vitgrade could not grade {info['student']}: {result.error}")

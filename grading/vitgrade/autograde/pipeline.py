@@ -26,7 +26,7 @@ import nbformat
 from vitgrade import weeks
 from vitgrade.autograde import nbtrust, repair
 from vitgrade.build import generate, mutants, submissions
-from vitgrade.confine import isolate
+from vitgrade.confine import isolate, scratch
 from vitgrade.confine.zygote import ENV as ZYGOTE_ENV
 from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
@@ -162,21 +162,32 @@ class AutogradeReport:
     tampering: list[str] = field(default_factory=list)  # protected files that changed
     problems: list[str] = field(default_factory=list)  # per student: not graded / gradebook disagrees
     notebooks: dict[str, list[str]] = field(default_factory=dict)  # per student: notebook repairs
+    not_graded: list[str] = field(default_factory=list)  # students without a verdict
+    retried: dict[str, str] = field(default_factory=dict)  # student -> why the first attempt gave no verdict
+    leftovers: list[str] = field(default_factory=list)  # scratch, mounts, groups left at the end (a bug)
+    events: list[str] = field(default_factory=list)  # e.g. the fork server died and was restarted
+    limits: str = ""  # the batch's limits line
 
     @property
     def ok(self) -> bool:
         """Nothing needs a look: every student graded, nothing flagged, no notebook repaired."""
-        return not self.tampering and not self.problems and not any(self.notebooks.values())
+        return (not self.tampering and not self.problems and not any(self.notebooks.values())
+                and not self.not_graded and not self.leftovers)
 
     def summary(self) -> list[str]:
         lines = [f"TAMPERING: {path}" for path in self.tampering] + list(self.problems)
         for student, notes in sorted(self.notebooks.items()):
             lines += [f"{student}: notebook repaired (the grade did not depend on it): {note}" for note in notes]
+        lines += [f"grader: {event}" for event in self.events]
+        lines += [f"retried {s}: the first attempt gave no verdict ({why})" for s, why in sorted(self.retried.items())]
+        if self.not_graded:
+            lines.append(f"NOT GRADED: {len(self.not_graded)} student(s): {', '.join(self.not_graded)}")
+        lines += [f"LEFTOVER: {left} (removed at the end of the batch)" for left in self.leftovers]
         return lines
 
 
 def _autograde_batch(assignment: str, students: list[str], digests: dict[str, str], course: Path, tests: str,
-                     zygote: str, located: dict[str, repair.Located]) -> dict[str, NbgraderRun]:
+                     zygote: str, located: dict[str, repair.Located], batch: str = "") -> dict[str, NbgraderRun]:
     """One ``nbgrader autograde`` process for ``students`` (nbgrader walks them in turn; one that
     fails does not stop the others). Each student's verdict comes back as one line on a private
     pipe. Submissions whose notebook was renamed or is missing are graded from their staged copy
@@ -194,6 +205,8 @@ def _autograde_batch(assignment: str, students: list[str], digests: dict[str, st
     env = {nbtrust.VERDICT_FD_ENV: str(reader.fd), nbtrust.TESTS_ENV: tests, ZYGOTE_ENV: zygote,
            nbtrust.EXPECT_ENV: json.dumps({s: digests[s] for s in students}),
            repair.NOTES_ENV: json.dumps({s: located[s].notes for s in students})}
+    if batch:
+        env[scratch.ENV] = batch
     try:
         run = nbgrader(*args, course=course, env_extra=env, pass_fds=(reader.fd,))
     finally:
@@ -275,18 +288,38 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
                              course / "submitted", week.suite_dir("hidden"), weeks.SOLUTION_PACKAGE])
     tests = judge.tests_digest(course / "source" / assignment / "hidden_tests")
     located = _locate_notebooks(week, students, course)
+    retried: dict[str, str] = {}
     try:
-        with Zygote(preload=week.references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            graded = pool.map(lambda batch: _autograde_batch(assignment, batch, digests, course, tests,
-                                                             zygote.address, located),
-                              batches(students, located, jobs, cost))
+        with scratch.Batch() as space, Zygote(preload=week.references) as zygote, \
+                ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            def grade(group: list[str]) -> dict[str, NbgraderRun]:
+                zygote.ensure()
+                return _autograde_batch(assignment, group, digests, course, tests, zygote.address, located,
+                                        space.to_env())
+
             runs = {}
-            for batch_runs in graded:
+            for batch_runs in pool.map(grade, batches(students, located, jobs, cost)):
                 runs.update(batch_runs)
+            # A student whose nbgrader process gave no verdict at all (it died, or could not start)
+            # was not graded by the student's doing: once more, on their own.
+            again = [s for s in students if runs[s].verdict is None]
+            for student, run in zip(again, pool.map(lambda s: grade([s])[s], again)):
+                first = runs[student]
+                retried[student] = one_line(first.output.strip().splitlines()[-1] if first.output.strip()
+                                            else f"nbgrader exit {first.returncode}")
+                runs[student] = run
             runs = {s: runs[s] for s in students}
+            events = zygote.restarts + zygote.notes
     finally:
         shutil.rmtree(course / STAGED, ignore_errors=True)
-    report = AutogradeReport(runs, tampering=guard.changes())
+    report = AutogradeReport(runs, tampering=guard.changes(), retried=retried, leftovers=space.leftovers_found,
+                             events=events, limits=scratch.describe())
+    for student, run in runs.items():
+        verdict = run.verdict or {}
+        if verdict.get("retried"):
+            report.retried.setdefault(student, verdict["retried"])
+        if run.verdict is None or verdict.get("status") == "error":
+            report.not_graded.append(student)
     for student, run in runs.items():
         verdict = run.verdict
         said = list((verdict or {}).get("notebook", []))  # the exporter repeats the orchestrator's lines

@@ -89,6 +89,7 @@ class Policy:
     processes: int | None = None  # where no cgroup counts them: RLIMIT_NPROC allows this many more
     oom_score_adj: int = 1000
     seccomp: bool = True
+    scratch: str | None = None  # jail: where to make the kernel's folders (its submission's own disk)
 
 
 def _libc() -> ctypes.CDLL:

@@ -29,7 +29,9 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: python -m vitgrade.confine.jail POLICY_JSON -- CMD...")
     policy = isolate.Policy(**json.loads(argv[0]))
     cmd = argv[2:]
-    tmp = tempfile.gettempdir()  # the grader's TMPDIR, read before the environment is narrowed
+    # The submission's own disk (a tmpfs the grader made, vitgrade.confine.scratch), else the
+    # grader's TMPDIR, read before the environment is narrowed.
+    tmp = policy.scratch or tempfile.gettempdir()
     # The kernel gets an allow-list of the grader's environment, never the rest (credentials).
     keep = {k: v for k, v in os.environ.items() if k in KEEP or k.startswith(KEEP_PREFIXES)}
     os.environ.clear()
