@@ -15,8 +15,12 @@ from) and returns one line per repair, addressed to the student:
   locked cell are joined back; a changed cell type, changed nbgrader metadata (points, locked) or edited
   locked source is put back; a locked cell merged with a neighbour is separated again, keeping the
   neighbour's text; nbgrader metadata the release does not have is removed; the kernel is the release's.
-* :func:`load` never fails: a notebook that is missing, larger than ``VITGRADE_NOTEBOOK_MB``, not JSON or
-  not a notebook is replaced by a copy of the release notebook, with a line saying why.
+* :func:`load` never fails: a notebook that is missing, larger than ``VITGRADE_NOTEBOOK_MB``, with more
+  cells than ``VITGRADE_NOTEBOOK_CELLS``, that takes longer than ``VITGRADE_NOTEBOOK_SECONDS`` to read
+  and repair, not JSON or not a notebook is replaced by a copy of the release notebook, with a line
+  saying why. Every step is linear in the notebook's size (one pass, or one pass per released cell),
+  so the limits bound the time a notebook can cost a batch: a 56 MB notebook of 140,000 pasted copies
+  of a locked cell stops at the cell count, after parsing its JSON once.
 * :func:`locate` and :func:`stage` find a renamed notebook in a submission folder (or none) and put a copy
   under the expected name into a staging folder; ``submitted/`` itself is never written.
 * :func:`annotate` writes the lines into the notebook: a Markdown cell at the top (the student's
@@ -27,9 +31,11 @@ Not repaired: answer (solution) cells the student deleted; nothing graded depend
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +54,19 @@ FLAGS = ("grade", "solution", "locked", "task")  # the nbgrader flags that decid
 
 def limit_bytes() -> int:
     return int(settings.notebook_mb() * 2**20)
+
+
+class TooSlow(Exception):
+    """Reading and repairing the notebook took longer than ``VITGRADE_NOTEBOOK_SECONDS``."""
+
+
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("repair_deadline", default=float("inf"))
+
+
+def _tick() -> None:
+    """Called once per cell in every loop of the repair: stop when the notebook's time is up."""
+    if time.monotonic() > _DEADLINE.get():
+        raise TooSlow()
 
 
 def _meta(cell: NotebookNode) -> dict | None:
@@ -146,6 +165,7 @@ def _unknown(nb: NotebookNode, ref: dict) -> list[str]:
     """nbgrader metadata the release does not have (a cell from another notebook, a broken editor)."""
     notes = []
     for cell in nb.cells:
+        _tick()
         if "nbgrader" not in cell.get("metadata", {}) or _grade_id(cell) in ref:
             continue
         meta = _meta(cell) or {}
@@ -162,10 +182,13 @@ def _duplicates(nb: NotebookNode, ref: dict) -> list[str]:
     locked cell (its text, cut in parts) are dropped and the original gets its whole text back."""
     groups: dict[str, list[NotebookNode]] = {}
     for cell in nb.cells:
+        _tick()
         if (gid := _grade_id(cell)) is not None:
             groups.setdefault(gid, []).append(cell)
     notes = []
+    drop: set[int] = set()  # the pieces of split cells, removed below in one pass (linear)
     for gid, cells in groups.items():
+        _tick()
         if len(cells) < 2:
             continue
         original = ref[gid]
@@ -175,13 +198,14 @@ def _duplicates(nb: NotebookNode, ref: dict) -> list[str]:
         for cell in copies:
             _ordinary(cell)
         if locked and _squash("".join(c.source for c in cells)) == _squash(original.source):
-            for cell in copies:
-                del nb.cells[_index(nb, cell)]
+            drop.update(id(cell) for cell in copies)
             keep.source = original.source
             notes.append(f"{name} was split into {len(cells)} cells; it was joined back.")
         else:
             notes.append(f"{name} appeared {len(cells)} times (copied and pasted, or split); the copies are kept "
                          "as ordinary cells.")
+    if drop:
+        nb.cells = [cell for cell in nb.cells if id(cell) not in drop]
     return notes
 
 
@@ -220,6 +244,7 @@ def _kept(nb: NotebookNode, release: NotebookNode, ref: dict) -> list[str]:
     neighbour merged into it is split off again as an ordinary cell)."""
     notes = []
     for cell in list(nb.cells):
+        _tick()
         gid = _grade_id(cell)
         if gid is None:
             continue
@@ -285,6 +310,7 @@ def _missing(nb: NotebookNode, release: NotebookNode, ref: dict) -> list[str]:
     used = {c.get("id") for c in nb.cells}
     notes = []
     for index, original in enumerate(release.cells):
+        _tick()
         meta = _meta(original)
         if not meta or not _needed(meta) or meta.get("grade_id") in present:
             continue
@@ -316,14 +342,18 @@ def _matches(nb: NotebookNode, release: NotebookNode) -> dict[int, NotebookNode]
     """Released cell index -> the notebook's cell for it (by grade id, cell id, or identical text)."""
     by_gid = {_grade_id(c): c for c in nb.cells if _grade_id(c)}
     by_id = {c.get("id"): c for c in nb.cells if c.get("id")}
+    by_text: dict[str, list[NotebookNode]] = {}  # ungraded cells by their text, in notebook order
+    for cell in nb.cells:
+        _tick()
+        if not _grade_id(cell) and isinstance(cell.get("source"), str) and cell.source.strip():
+            by_text.setdefault(cell.source.strip(), []).append(cell)
     taken: set[int] = set()
     place = {}
     for index, original in enumerate(release.cells):
         gid = _grade_id(original)
         found = by_gid.get(gid) if gid else by_id.get(original.get("id"))
         if found is None and not gid and original.source.strip():
-            found = next((c for c in nb.cells if id(c) not in taken and not _grade_id(c)
-                          and _same(c.source, original.source)), None)
+            found = next((c for c in by_text.get(original.source.strip(), []) if id(c) not in taken), None)
         if found is not None and id(found) not in taken:
             taken.add(id(found))
             place[index] = found
@@ -370,6 +400,7 @@ def _ensure_ids(nb: NotebookNode) -> None:
     nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
     seen = set()
     for cell in nb.cells:
+        _tick()
         if not cell.get("id") or cell.id in seen:
             cell.id = random_cell_id()
         seen.add(cell.id)
@@ -380,7 +411,8 @@ def _ensure_ids(nb: NotebookNode) -> None:
 
 def load(path: Path, release: NotebookNode, name: str | None = None) -> tuple[NotebookNode, list[str]]:
     """The notebook at ``path``, repaired against ``release``, and the repair lines. When it cannot
-    be read, a copy of the release notebook and the reason. Never raises for the notebook's sake."""
+    be read, or is beyond the limits (size, cells, time), a copy of the release notebook and the
+    reason. Never raises for the notebook's sake."""
     name = name or path.name
     stand_in = "The notebook below is the release notebook; your package was graded as usual."
     try:
@@ -394,14 +426,33 @@ def load(path: Path, release: NotebookNode, name: str | None = None) -> tuple[No
             f"Your notebook {name} is {size / 2**20:.0f} MB (the limit is {settings.notebook_mb():g} MB), "
             f"almost always because of saved output; it was not read. {stand_in} "
             "Clear all outputs before you submit (Edit > Clear Outputs of All Cells)."]
+    seconds = settings.notebook_seconds()
+    token = _DEADLINE.set(time.monotonic() + seconds)
     try:
-        nb = nbformat.reads(path.read_bytes().decode("utf-8"), as_version=4)
+        text = path.read_bytes().decode("utf-8")
+        data = json.loads(text)
+        cells = data.get("cells") if isinstance(data, dict) else None
+        if isinstance(cells, list) and len(cells) > settings.notebook_cells():
+            return _blank(release), [
+                f"Your notebook {name} has {len(cells)} cells (the limit is {settings.notebook_cells()}); "
+                f"it was not read. {stand_in} A cell pasted thousands of times, or a script that wrote the "
+                "notebook, usually explains it."]
+        del data
+        _tick()
+        nb = nbformat.reads(text, as_version=4)
         if not isinstance(nb.get("cells"), list) or not isinstance(nb.get("metadata"), dict):
             raise ValueError("it has no list of cells")
         notes = repair(nb, release)
+        _tick()
         nbformat.validate(nb)
+    except TooSlow:
+        return _blank(release), [
+            f"Your notebook {name} took longer than {seconds:g} s to read and check (the limit); it was not "
+            f"read. {stand_in}"]
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the release notebook and a reason
         return _blank(release), [f"Your notebook {name} could not be read ({_why(exc)}). {stand_in}"]
+    finally:
+        _DEADLINE.reset(token)
     return nb, notes
 
 

@@ -153,6 +153,29 @@ def huge_output(path: Path, args: list[str]) -> None:
         fh.write('"' + tail)
 
 
+def paste_copies(path: Path, args: list[str]) -> None:
+    """``paste_copies GRADE_ID MB``: copies of the cell pasted below it (same metadata, each a new
+    cell id, as JupyterLab pastes) until the notebook is MB megabytes: a paste key held down, an
+    editor extension or a script that went wrong (written in chunks, like ``huge_output``)."""
+    nb = json.loads(path.read_text())
+    i = next(k for k, c in enumerate(nb["cells"]) if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+             == args[0])
+    marker = {"cell_type": "raw", "id": "@@copies@@", "metadata": {}, "source": ""}
+    nb["cells"].insert(i + 1, marker)
+    head, tail = json.dumps(nb, indent=1).split(json.dumps(marker, indent=1).replace("\n", "\n  ") + ",", 1)
+    template = json.dumps(nb["cells"][i])
+    old_id = json.dumps(nb["cells"][i]["id"])
+    size, target, n = len(head) + len(tail), float(args[1]) * 2**20, 0
+    with open(path, "w") as fh:
+        fh.write(head)
+        while size < target:
+            copy_text = template.replace(old_id, json.dumps(f"copy{n:07d}"), 1) + ",\n"
+            fh.write(copy_text)
+            size += len(copy_text)
+            n += 1
+        fh.write(tail)
+
+
 def rename(path: Path, args: list[str]) -> None:
     """``rename NAME``: saved under another name (e.g. "01_attention-Copy1.ipynb")."""
     path.rename(path.with_name(args[0]))
@@ -173,7 +196,7 @@ def invalid_json(path: Path, args: list[str]) -> None:
 EDITS: dict[str, Edit] = {
     "delete": delete, "duplicate": duplicate, "split": split, "merge": merge, "markdown": markdown,
     "tamper": tamper, "kernel": kernel, "huge_output": huge_output, "rename": rename, "remove": remove,
-    "invalid_json": invalid_json,
+    "invalid_json": invalid_json, "paste_copies": paste_copies,
 }
 
 
