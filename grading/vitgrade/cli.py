@@ -8,6 +8,7 @@
     vitgrade nbgrader demo [--week N]     # build, autograde the bundled samples, print the gradebook
     vitgrade nbgrader autograde [--week N] [--student ID...]   # autograde submitted/, checked
     vitgrade zoo [--week N] [--path vitgrade|nbgrader|both] [NAME...]   # grade the broken/hostile zoo
+    vitgrade zoo --bystanders [--per-batch K] [NAME...]   # harmful entries next to two references
     vitgrade bench [--week N] [--n 100] [--jobs 2] [--path ...]         # throughput of both paths
     vitgrade notebooks [WEEK...] [--out DIR]   # run the reference notebooks at VIT_SCALE
 
@@ -209,6 +210,19 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
     zoo = instructor("selfcheck.zoo")
     problems = 0
+    if args.bystanders:
+        for number in [args.week] if args.week else zoo.weeks_with_zoo():
+            entries = zoo.load(number, args.names or None, bystanders=False, notebooks=True)
+            if not zoo.harmful(entries):
+                continue
+            with tempfile.TemporaryDirectory(prefix="vitgrade-zoo-") as tmp:
+                run = zoo.grade_bystanders(number, entries, Path(tmp), args.per_batch,
+                                           progress=lambda line: print(line, flush=True))
+            lines, found = zoo.bystander_table(number, entries, run)
+            print("\n".join(lines))
+            problems += found
+        print(f"{problems} problem(s)")
+        return 1 if problems else 0
     for number in [args.week] if args.week else zoo.weeks_with_zoo():
         entries = zoo.load(number, args.names or None, notebooks=True)
         runs = []
@@ -303,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--week", type=week_number, help="default: every week that has a zoo")
     p.add_argument("--path", choices=["vitgrade", "nbgrader", "both"], default="both")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--bystanders", action="store_true",
+                   help="bystander mode: each harmful entry graded in a batch with two copies of the reference")
+    p.add_argument("--per-batch", type=int, default=1, help="bystander mode: harmful entries per batch (0: all in one batch)")
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("bench", help="generate N submissions and measure both grading paths")

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitgrade import weeks
 from vitgrade.confine import isolate, scratch
+from vitgrade.confine import zygote as zygote_mod
 from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, reason
@@ -111,8 +113,7 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
         result.root = str(path)
         return result
 
-    with scratch.Batch() as batch, Zygote(preload=weeks.get(week).references) as zygote, \
-            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with scratch.Batch() as batch, batch_zygote(week) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = dict(zip(names, pool.map(grade_one, paths)))
         events = zygote.restarts + zygote.notes
     run = Run(week, results, tampering=guard.changes(), notebooks=notebooks, retried=retried,
@@ -125,6 +126,31 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
         write_gradebook(week, results, out_dir, notebooks)
         run.gradebook_problems = check_gradebook(results, out_dir)
     return run
+
+
+class _Borrowed:
+    """A zygote someone else started and watches (``$VITGRADE_ZYGOTE``, e.g. the zoo's bystander mode,
+    which grades many batches): used as it is, restarted by its owner."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.restarts: list[str] = []
+        self.notes: list[str] = []
+
+    def ensure(self, timeout: float = 60.0) -> bool:
+        return os.path.exists(self.address)
+
+    def __enter__(self) -> _Borrowed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def batch_zygote(week: int) -> Zygote | _Borrowed:
+    """The batch's zygote: ``$VITGRADE_ZYGOTE`` when set, else a new one (watched and restarted)."""
+    address = os.environ.get(zygote_mod.ENV)
+    return _Borrowed(address) if address else Zygote(preload=weeks.get(week).references)
 
 
 def notebook_reports(week: int, paths: list[Path]) -> dict[str, list[str]]:

@@ -52,9 +52,13 @@ from vitgrade.selfcheck import nbedits
 
 # Short limits, so that the loops and crashes cost seconds: 3 s a call, 20 s a training run, 10 s an
 # import, 10 s a notebook cell and 15 s a notebook.
+# Small limits per submission (vitgrade.confine.limits, .scratch): a 50 MB disk, 1 GB of memory for
+# all its processes together, 64 processes and threads; the address space of each process is the
+# default (6 GB: a process that has imported torch holds 3.2 GB of it, each thread 0.12 GB more).
 ZOO_ENV = {"VITGRADE_TIME_SCALE": "0.25", "VITGRADE_TIMEOUT": "12", "VITGRADE_IMPORT_TIMEOUT": "40",
-           "VITGRADE_MIN_LONG_TIMEOUT": "20", "VITGRADE_MEMORY_MB": "4096", "VITGRADE_CELL_TIMEOUT": "40",
-           "VITGRADE_NOTEBOOK_BUDGET": "60"}
+           "VITGRADE_MIN_LONG_TIMEOUT": "20", "VITGRADE_MEMORY_MB": "6144", "VITGRADE_CELL_TIMEOUT": "40",
+           "VITGRADE_NOTEBOOK_BUDGET": "60", "VITGRADE_DISK_MB": "50", "VITGRADE_GROUP_MEMORY_MB": "1024",
+           "VITGRADE_PROCESSES": "64"}
 # Planted, readable by everyone, outside the checkout while the zoo is graded: what a grading
 # machine holds that student code must not see (another copy of the course, another student's
 # work, credentials, a pip cache). The marker must never reach a message or a notebook.
@@ -62,7 +66,7 @@ DECOY_MARKER = "VITGRADE-ZOO-DECOY-SECRET"
 DECOY_ENV = "VITGRADE_ZOO_DB_PASSWORD"
 DAEMON_MARK = "vitgrade-zoo-daemon"
 # An entry's header fields.
-KEYS = re.compile(r"#\s*(expect|reason|base|kernel|seconds|edit|report|vitgrade report):\s*(.*)")
+KEYS = re.compile(r"#\s*(expect|reason|base|kernel|seconds|edit|report|vitgrade report|bystander|needs):\s*(.*)")
 
 
 @dataclass
@@ -83,6 +87,12 @@ class Entry:
     kernel: bool = True
     seconds: float = 5.0  # about what grading it costs (# seconds:), to spread the work over the jobs
     report: dict[str, str] = field(default_factory=dict)  # path -> substring of its notebook report
+    # A harmful entry's attack on the other submissions of its batch (# bystander: disk, memory, ...),
+    # checked by bystander mode (grade_bystanders); empty for the others.
+    bystander: str = ""
+    # The limits its expected score depends on (# needs: disk memory processes cpu): where one is not
+    # in force on this machine the entry is not graded at all (see SKIPPED), and says so.
+    needs: tuple[str, ...] = ()
 
     def make(self, dest: Path, week: int | None = None) -> Path:
         """A submission folder holding ``vitcourse/`` for this entry (and for a notebook entry, the
@@ -180,17 +190,38 @@ def _notebook_entry(path: Path) -> Entry:
     report = {"nbgrader": fields["report"], "vitgrade": "" if vitgrade_report == "none" else vitgrade_report}
     description = " ".join(line.lstrip("# ").strip() for line in path.read_text().splitlines()
                            if line.startswith("#") and not KEYS.match(line))
-    return Entry(path.stem, description, expect, reason, None, edit=(operation, args), report=report)
+    return Entry(path.stem, description, expect, reason, None, edit=(operation, args), report=report,
+                 bystander=fields.get("bystander", ""), needs=tuple(fields.get("needs", "").split()))
 
 
 def load_notebooks(week: int, only: list[str] | None = None) -> list[Entry]:
     """The week's ``*.notebook`` entries (notebook-level edits of a reference submission)."""
-    return [_notebook_entry(p) for p in sorted(weeks.get(week).zoo_dir.glob("*.notebook"))
-            if not only or p.stem in only]
+    return _in_force([_notebook_entry(p) for p in sorted(weeks.get(week).zoo_dir.glob("*.notebook"))
+                      if not only or p.stem in only])
+
+
+# Entries left out on this machine because a limit they need is not in force: name -> the limits.
+SKIPPED: dict[str, tuple[str, ...]] = {}
+
+
+def _in_force(entries: list[Entry]) -> list[Entry]:
+    """The entries whose needed limits are in force here (the others go to SKIPPED)."""
+    from vitgrade.confine import scratch
+
+    here = scratch.bounded()
+    kept = []
+    for entry in entries:
+        missing = tuple(n for n in entry.needs if n not in here)
+        if missing:
+            SKIPPED[entry.name] = missing
+        else:
+            kept.append(entry)
+    return kept
 
 
 def load(week: int, only: list[str] | None = None, bystanders: bool = True, notebooks: bool = False) -> list[Entry]:
-    """The week's ``*.mutant`` entries (with ``notebooks``, its ``*.notebook`` entries too) and the bystanders."""
+    """The week's ``*.mutant`` entries (with ``notebooks``, its ``*.notebook`` entries too) and the
+    bystanders; entries that need a limit this machine cannot set are left out (:data:`SKIPPED`)."""
     entries = []
     for path in sorted(weeks.get(week).zoo_dir.glob("*.mutant")):
         if path.stem.startswith("_") or only and path.stem not in only:
@@ -198,7 +229,9 @@ def load(week: int, only: list[str] | None = None, bystanders: bool = True, note
         expect, reason, fields = _header(path)
         chain = _chain(path)
         entries.append(Entry(path.stem, chain.description, expect, reason, chain,
-                             kernel=fields.get("kernel", "yes") != "no", seconds=float(fields.get("seconds", 5))))
+                             kernel=fields.get("kernel", "yes") != "no", seconds=float(fields.get("seconds", 5)),
+                             bystander=fields.get("bystander", ""), needs=tuple(fields.get("needs", "").split())))
+    entries = _in_force(entries)
     if notebooks:
         entries += load_notebooks(week, only)
     if bystanders:
@@ -453,3 +486,230 @@ def table(week: int, entries: list[Entry], runs: list[PathRun]) -> tuple[list[st
         lines.append(f"{'':<24} {run.path:<9} {len(entries)} submissions in {run.seconds:.0f} s, "
                      f"exit status {run.exit_code}")
     return lines, n_problems
+
+
+# ------------------------------------------------------------------------------ bystander mode
+# What bystander mode adds to ZOO_ENV: the harmful entry's CPU share is half a core, so two references
+# and it fit on a 2-core machine.
+BYSTANDER_ENV = {"VITGRADE_CPUS": "0.5"}
+SLOWDOWN = 2.0  # a reference's suite next to a harmful entry: at most this many times its time alone
+
+
+@dataclass
+class BystanderBatch:
+    """One batch of bystander mode: harmful entries and two copies of the reference, graded together."""
+
+    entries: list[str]
+    outcomes: dict[str, Outcome]
+    seconds: dict[str, float]  # suite seconds per submission (the judge's own measure)
+    exit_code: int
+    wall: float
+    limits: str
+    left: list[str]  # files, mounts, groups or processes left after the batch
+    report: list[str]
+
+
+@dataclass
+class BystanderRun:
+    week: int
+    alone_runs: list[float]  # the reference's suite seconds graded alone, before and after the batches
+    batches: list[BystanderBatch]
+    limits: str
+    seconds: float
+
+    @property
+    def alone(self) -> float:
+        """The reference's time alone: the mean of the runs before and after (the machine's other
+        load drifts; the batches ran in between)."""
+        runs = [t for t in self.alone_runs if t > 0]
+        return sum(runs) / len(runs) if len(runs) == len(self.alone_runs) and runs else 0.0
+
+
+REFERENCES = ("reference_a", "reference_b")
+
+
+# Bystander classes in the order batches take them: with several per batch, each batch gets one of the
+# costlier attacks (CPU, memory, processes) and two cheap ones.
+CLASSES = ("cpu", "memory", "processes", "disk", "wire", "namespaces", "leftovers", "race", "notebook")
+
+
+def harmful(entries: list[Entry]) -> list[Entry]:
+    """The entries whose attack is on the other submissions of a batch (``# bystander:``), in the
+    order of CLASSES, taken in turn (one of each class before a second)."""
+    found = [e for e in entries if e.bystander]
+    rank = {c: i for i, c in enumerate(CLASSES)}
+    return sorted(found, key=lambda e: (rank.get(e.bystander, len(CLASSES)), e.name))
+
+
+def _grade_batch(week: int, folders: list[Path], out: Path, tmp: Path, env: dict[str, str]) -> tuple[int, str, str, list[str]]:
+    """``vitgrade grade`` of ``folders``, all at once, in its own TMPDIR and, where cgroups can be made,
+    in a control group of its own: everything the batch starts that belongs to a submission (its
+    worker, its children, its groups) is then inside that group, so whatever is left in it when the
+    command has exited is the batch's leftover, exactly. Returns (exit, stdout, stderr, leftovers)."""
+    from vitgrade.confine import limits
+
+    container = limits.BatchGroups.create(f"vitgrade-zoo-{os.getpid()}-{tmp.parent.name}")
+    procs = sorted({os.path.join(f, "cgroup.procs") for f, _ in container.folders.values()})
+
+    def enter() -> None:
+        for path in procs:
+            with open(path, "w") as fh:
+                fh.write(str(os.getpid()))
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vitgrade.cli", "grade", str(week), *map(str, folders),
+                               "--jobs", str(len(folders)), "--out", str(out)], preexec_fn=enter if procs else None,
+                              capture_output=True, text=True, env=dict(env, TMPDIR=str(tmp)), stdin=subprocess.DEVNULL)
+        time.sleep(0.3)  # a process killed at the very end leaves its group a moment later
+        left = [f"cgroup {c}" for c in container.children()]
+        left += [f"process {pid}" for pid in sorted(limits.Group(container.folders).pids())]
+    finally:
+        container.remove()
+    return proc.returncode, proc.stdout, proc.stderr, left
+
+
+def _scraps(tmp: Path) -> list[str]:
+    """What a batch left in its TMPDIR: files, mounts."""
+    from vitgrade.confine import scratch
+
+    return [f"file {p}" for p in sorted(tmp.rglob("*"))] + [f"mount {m}" for m in scratch.mounted_under(tmp)]
+
+
+def grade_bystanders(week: int, entries: list[Entry], workdir: Path, per_batch: int = 1,
+                     progress=lambda line: None) -> BystanderRun:
+    """Bystander mode: every harmful entry (``# bystander:``) graded in a batch with two copies of
+    the reference, ``per_batch`` harmful entries per batch, all of a batch at once (``--jobs`` = its
+    size). The references must keep full marks with clean feedback, and their suites must take at
+    most SLOWDOWN times their time alone (the reference graded alone first, under the same limits);
+    the batch must finish, and nothing may be left (TMPDIR, mounts, groups, processes). One zygote
+    serves every batch (``$VITGRADE_ZYGOTE``), so a batch costs its grading only."""
+    from vitgrade.confine import scratch
+    from vitgrade.confine.zygote import ENV as ZYGOTE_ENV
+    from vitgrade.confine.zygote import Zygote
+
+    env = _env()
+    for key, value in BYSTANDER_ENV.items():
+        env.setdefault(key, value)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the limits line below, and the zygote's clean environment, see them
+    try:
+        limits_line = scratch.describe()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    start = time.monotonic()
+    todo = harmful(entries)
+    per_batch = per_batch if per_batch > 0 else max(1, len(todo))  # 0: all of them in one batch
+    n_batches = -(-len(todo) // per_batch)
+    groups = [todo[i::n_batches] for i in range(n_batches)]  # round robin: one costly attack per batch
+    batches = []
+    with Zygote(preload=weeks.get(week).references) as zygote, decoys():
+        env[ZYGOTE_ENV] = zygote.address
+        alone_runs = [_alone(week, workdir / "alone0", env, progress)]
+        for n, group in enumerate(groups):
+            folder = workdir / f"batch{n}"
+            subs = [e.make(folder / "subs" / e.name, week) for e in group]
+            subs += [Entry(r, "", {}, "", None).make(folder / "subs" / r, week) for r in REFERENCES]
+            (folder / "tmp").mkdir()
+            t0 = time.monotonic()
+            code, out, err, left = _grade_batch(week, subs, folder / "out", folder / "tmp", env)
+            wall = time.monotonic() - t0
+            outcomes, seconds = {}, {}
+            book = {}
+            if (folder / "out" / "gradebook.json").exists():
+                book = {row["student"]: row for row in json.loads((folder / "out" / "gradebook.json").read_text())}
+            for name in [e.name for e in group] + list(REFERENCES):
+                path = folder / "out" / f"{name}.json"
+                result = json.loads(path.read_text()) if path.exists() else {}
+                outcomes[name] = _outcome(name, result, book.get(name, {}).get("reason", ""))
+                seconds[name] = float(result.get("seconds", 0.0))
+            report = [line for line in out.splitlines() if line.startswith(
+                ("TAMPERING", "GRADEBOOK", "NOT GRADED", "LEFTOVER", "retried", "grader:"))]
+            if code not in (0, 1):
+                report.append(f"vitgrade grade crashed (exit {code}): {err[-500:]}")
+            limits = next((line for line in out.splitlines() if line.startswith("limits:")), "")
+            batch = BystanderBatch([e.name for e in group], outcomes, seconds, code, wall, limits,
+                                   left + _scraps(folder / "tmp") + [f"process {p}" for p in _leftovers()], report)
+            batches.append(batch)
+            progress(f"batch {n}: {', '.join(batch.entries)}: {wall:.0f} s, exit {code}; references "
+                     + ", ".join(f"{outcomes[r].points:g} in {seconds[r]:.1f} s" for r in REFERENCES))
+        alone_runs.append(_alone(week, workdir / "alone1", env, progress))
+    return BystanderRun(week, alone_runs, batches, limits_line, time.monotonic() - start)
+
+
+def _alone(week: int, folder: Path, env: dict[str, str], progress) -> float:
+    """The reference graded alone, with the same limits and zygote: its suite seconds (0: failed)."""
+    ref = Entry("reference_alone", "", {}, "", None).make(folder / "subs" / "reference_alone", week)
+    (folder / "tmp").mkdir(parents=True)
+    code, _, _, _ = _grade_batch(week, [ref], folder / "out", folder / "tmp", env)
+    path = folder / "out" / "reference_alone.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    full = round(sum(task_points(week).values()), 6)
+    ok = code == 0 and abs(float(data.get("earned", -1)) - full) < 1e-6
+    progress(f"reference alone: {data.get('earned')} points in {data.get('seconds', 0):.1f} s (exit {code}, "
+             f"load {os.getloadavg()[0]:.1f})")
+    return float(data.get("seconds", 0.0)) if ok else 0.0
+
+
+def check_bystanders(week: int, entries: list[Entry], run: BystanderRun) -> dict[str, list[str]]:
+    """Problems per batch (keyed by its entries' names joined with '+'); empty lists: as required."""
+    full = round(sum(task_points(week).values()), 6)
+    by_name = {e.name: e for e in entries}
+    hidden = hidden_lines(week)
+    problems: dict[str, list[str]] = {}
+    if run.alone <= 0:
+        problems["alone"] = [f"the reference graded alone did not get full marks cleanly ({run.alone_runs})"]
+    for batch in run.batches:
+        found = []
+        fake = PathRun("vitgrade", batch.outcomes, batch.exit_code, batch.wall, batch.report, [], [])
+        for name in batch.entries:
+            found += [f"{name}: {p}" for p in check(by_name[name], batch.outcomes[name], fake, hidden)]
+        for ref in REFERENCES:
+            o = batch.outcomes[ref]
+            if abs(o.points - full) > 1e-6 or o.status != "ok":
+                found.append(f"{ref}: {o.points:g}/{full:g}, status {o.status}: {o.reason}")
+            if o.messages or o.notebook:
+                found.append(f"{ref}: feedback not clean: {(o.messages + o.notebook)[:2]}")
+            if run.alone > 0 and batch.seconds[ref] > SLOWDOWN * run.alone:
+                found.append(f"{ref}: suite took {batch.seconds[ref]:.1f} s, more than {SLOWDOWN:g}x its "
+                             f"{run.alone:.1f} s alone")
+        if batch.exit_code != 0:
+            found.append(f"the batch exited {batch.exit_code}: {batch.report[:3]}")
+        missing = [n for n, o in batch.outcomes.items() if o.status not in ("ok", "tampered")]
+        if missing:
+            found.append(f"not graded in the batch: {', '.join(missing)}")
+        found += [f"left after the batch: {left}" for left in batch.left[:5]]
+        found += [f"reported: {line}" for line in batch.report if not line.startswith("grader:")]
+        problems["+".join(batch.entries)] = found
+    return problems
+
+
+def bystander_table(week: int, entries: list[Entry], run: BystanderRun) -> tuple[list[str], int]:
+    problems = check_bystanders(week, entries, run)
+    by_name = {e.name: e for e in entries}
+    lines = [f"bystander mode, week {week}: {run.limits}",
+             f"the reference alone: {' and '.join(f'{t:.1f}' for t in run.alone_runs)} s (suite; before and after the "
+             f"batches, mean {run.alone:.1f} s); every batch: harmful entries + {' + '.join(REFERENCES)}, all at once",
+             f"{'entry (class)':<36} {'expected':>8} {'got':>5}   {'references':<11} {'suite s (alone ' + format(run.alone, '.1f') + ')':<24} "
+             "batch  result"]
+    for batch in run.batches:
+        key = "+".join(batch.entries)
+        refs = "/".join(f"{batch.outcomes[r].points:g}" for r in REFERENCES)
+        times = " / ".join(f"{batch.seconds[r]:.1f}" for r in REFERENCES)
+        found = problems[key]
+        for i, name in enumerate(batch.entries):
+            e, o = by_name[name], batch.outcomes[name]
+            tail = ("; ".join(found) if found else "ok") if i == 0 else ""
+            lines.append(f"{name + ' (' + e.bystander + ')':<36} {e.total:>8g} {o.points:>5g}   "
+                         f"{refs if i == 0 else '':<11} {times if i == 0 else '':<24} "
+                         f"{(format(batch.wall, '.0f') + ' s') if i == 0 else '':>5}  {tail[:200]}")
+    for name, missing in sorted(SKIPPED.items()):
+        if by_name.get(name) is None:
+            lines.append(f"{name:<36} not run here: needs {', '.join(missing)} (not in force on this machine)")
+    lines.append(f"{len(run.batches)} batches in {run.seconds:.0f} s")
+    lines += [f"PROBLEM: {p}" for p in problems.get("alone", [])]
+    n = sum(len(v) for v in problems.values())
+    return lines, n
