@@ -77,7 +77,10 @@ def disk_bounded() -> bool:
     """Can the grader give each submission a tmpfs of its own (root, with the right to mount)?"""
     if os.environ.get(limits_mod.FORCE_ENV, "") == "rlimit" or os.geteuid() != 0:
         return False
-    probe = Path(tempfile.mkdtemp(prefix="vitgrade-probe-"))
+    try:
+        probe = Path(tempfile.mkdtemp(prefix="vitgrade-probe-"))
+    except OSError:
+        return False
     try:
         _mount_tmpfs(probe, 1)
         _umount(probe)

@@ -90,7 +90,6 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
     if out_dir is not None and out_dir.exists():
         guarded.append(out_dir)
     guard = integrity.Guard(guarded)
-    digest = judge.tests_digest(hidden)
 
     retried: dict[str, str] = {}
 
@@ -113,11 +112,21 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
         result.root = str(path)
         return result
 
-    with scratch.Batch() as batch, batch_zygote(week) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = dict(zip(names, pool.map(grade_one, paths)))
-        events = zygote.restarts + zygote.notes
+    leftovers: list[str] = []
+    try:
+        digest = judge.tests_digest(hidden)
+        with scratch.Batch() as batch, batch_zygote(week) as zygote, \
+                ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results = dict(zip(names, pool.map(grade_one, paths)))
+            events = zygote.restarts + zygote.notes
+        leftovers = batch.leftovers_found
+    except (OSError, RuntimeError) as exc:  # the grader's own setup (its temp folder, the zygote)
+        why = f"{judge.NOT_GRADED}the grader could not start ({type(exc).__name__}: {exc})"
+        results = {p.name: SuiteResult(week=week, suite="hidden", root=str(p), status="error", error=why)
+                   for p in paths}
+        events = []
     run = Run(week, results, tampering=guard.changes(), notebooks=notebooks, retried=retried,
-              leftovers=batch.leftovers_found, events=events)
+              leftovers=leftovers, events=events)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, result in results.items():
