@@ -218,3 +218,65 @@ def test_the_repairs_reach_the_students_feedback(batch):
         assert "Notes from the grader about your notebook" in page
         assert report.notebooks[name][0].split(";")[0].split("(")[0] in page
     shutil.rmtree(course / "feedback")
+
+
+# ---------------------------------------------------------------------------- bounded input (issue 20)
+def _pasted(release: nbformat.NotebookNode, copies: int, split: bool) -> nbformat.NotebookNode:
+    """The release with the Task 1.3 autograder cell pasted ``copies`` times below itself, or (``split``)
+    cut into ``copies + 1`` pieces, each keeping the cell's metadata."""
+    nb = copy.deepcopy(release)
+    i = next(k for k, c in enumerate(nb.cells) if repair._grade_id(c) == "task_1_3")
+    cell, text = nb.cells[i], nb.cells[i].source
+    pieces = []
+    for k in range(copies):
+        piece = copy.deepcopy(cell)
+        piece.id = f"piece{k}"
+        if split:
+            piece.source = text[k * len(text) // (copies + 1):(k + 1) * len(text) // (copies + 1)]
+        pieces.append(piece)
+    if split:
+        cell.source = text[copies * len(text) // (copies + 1):]
+        nb.cells[i:i] = pieces
+    else:
+        nb.cells[i + 1:i + 1] = pieces
+    return nb
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["pasted", "split"])
+def test_repair_is_linear_in_the_notebooks_size(split):
+    """4x the cells costs about 4x the time (a quadratic repair: 16x). Best of two runs each."""
+    import time
+
+    release = _release(1)
+
+    def seconds(copies: int) -> float:
+        best = float("inf")
+        for _ in range(2):
+            nb = _pasted(release, copies, split)
+            start = time.perf_counter()
+            notes = repair.repair(nb, release)
+            best = min(best, time.perf_counter() - start)
+        assert notes and ("joined back" in notes[0] if split else "copies are kept" in notes[0]), notes
+        return best
+
+    small, large = seconds(2500), seconds(10_000)
+    assert large / small < 8, f"2,500 copies: {small:.3f} s, 10,000: {large:.3f} s"
+
+
+def test_a_notebook_beyond_the_cell_or_time_limit_is_not_read(tmp_path, monkeypatch):
+    release = _release(1)
+    path = tmp_path / weeks.get(1).notebook_name
+    nbformat.write(_pasted(release, 300, split=False), path)
+    monkeypatch.setenv("VITGRADE_NOTEBOOK_CELLS", "200")
+    nb, notes = repair.load(path, release)
+    assert len(nb.cells) == len(release.cells) and len(notes) == 1
+    assert f"has {len(release.cells) + 300} cells (the limit is 200); it was not read" in notes[0]
+    monkeypatch.setenv("VITGRADE_NOTEBOOK_CELLS", "5000")
+    monkeypatch.setenv("VITGRADE_NOTEBOOK_SECONDS", "0")
+    nb, notes = repair.load(path, release)
+    assert len(nb.cells) == len(release.cells)
+    assert notes == [f"Your notebook {path.name} took longer than 0 s to read and check (the limit); it was not "
+                     "read. The notebook below is the release notebook; your package was graded as usual."]
+    monkeypatch.setenv("VITGRADE_NOTEBOOK_SECONDS", "30")
+    nb, notes = repair.load(path, release)
+    assert len(nb.cells) == len(release.cells) + 300 and "appeared 301 times" in notes[0]

@@ -76,3 +76,33 @@ def test_zoo_through_vitgrade_grade(vitgrade_run):
 def test_zoo_through_nbgrader_autograde(nbgrader_run):
     entries, run = nbgrader_run
     _assert_run(entries, run)
+
+
+HARMFUL = zoo.harmful(zoo.load(1, bystanders=False, notebooks=True))
+
+
+def test_every_attack_class_of_issue_20_has_a_harmful_entry():
+    """Section 2 of issue 20, one realistic entry per class at least (those that need a limit this
+    machine cannot set are left out here, and named in the table)."""
+    classes = {e.bystander for e in HARMFUL} | {c for n, _ in zoo.SKIPPED.items()
+                                               for c in [_class(n)] if c}
+    assert classes >= set(zoo.CLASSES), sorted(set(zoo.CLASSES) - classes)
+
+
+def _class(name):
+    for path in weeks.get(1).zoo_dir.glob(f"{name}.*"):
+        return zoo._fields(path).get("bystander", "")
+    return ""
+
+
+@pytest.mark.slow
+def test_bystanders_keep_their_grades_next_to_every_harmful_entry(tmp_path):
+    """Bystander mode (zoo.grade_bystanders), three harmful entries per batch with two copies of the
+    reference, small limits (zoo.ZOO_ENV, BYSTANDER_ENV: 50 MB disk, 1 GB memory, 64 processes, half
+    a core each): both references keep full marks with clean feedback, every entry scores what its
+    header says, every batch finishes and leaves nothing (TMPDIR, mounts, groups, processes), and,
+    on a quiet machine, each reference's suite takes at most twice its time alone."""
+    run = zoo.grade_bystanders(1, HARMFUL, tmp_path, per_batch=3)
+    lines, problems = zoo.bystander_table(1, HARMFUL, run)
+    print("\n".join(lines))
+    assert problems == 0, "\n".join(lines)

@@ -193,8 +193,14 @@ def describe(limits: Limits | None = None, disk: str | None = None) -> str:
     how = {c: f"cgroup v{h.version}" for c, h in found.items()}
     parts.append(f"memory {limits.memory_mb} MB for all its processes ({how['memory']})" if "memory" in how
                  else f"memory {settings.memory_mb()} MB address space per process only (rlimit)")
-    parts.append(f"{limits.processes} processes and threads ({how['pids']})" if "pids" in how
-                 else "processes: not bounded in total")
+    if "pids" in how:
+        parts.append(f"{limits.processes} processes and threads ({how['pids']})")
+    else:
+        from vitgrade.confine import isolate
+
+        per_uid = isolate.level() == "root" or os.geteuid() != 0  # RLIMIT_NPROC never applies to root
+        parts.append(f"{limits.processes} processes and threads (RLIMIT_NPROC, counted per uid)" if per_uid
+                     else "processes: not bounded (root without a pids cgroup)")
     parts.append(f"{limits.cpus:g} CPU ({how['cpu']})" if "cpu" in how else "CPU share: not bounded")
     if disk:
         parts.append(disk)

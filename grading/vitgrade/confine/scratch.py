@@ -95,7 +95,9 @@ def describe_disk(disk_mb: int | None = None) -> str:
     disk_mb = disk_mb or settings.disk_mb()
     if disk_bounded():
         return f"disk {disk_mb} MB (its own tmpfs)"
-    return "disk: per file only (RLIMIT_FSIZE; a tmpfs of its own needs root)"
+    why = f"{limits_mod.FORCE_ENV}=rlimit" if os.environ.get(limits_mod.FORCE_ENV) == "rlimit" else \
+        "a tmpfs of its own needs root"
+    return f"disk: per file only (RLIMIT_FSIZE; {why})"
 
 
 def describe(limits: limits_mod.Limits | None = None) -> str:
