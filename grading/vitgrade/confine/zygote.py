@@ -25,11 +25,11 @@ and forks judges. A worker of Week 4 cannot find timm in memory, because nothing
 from has imported it (and :mod:`vitgrade.confine.view` keeps it off the worker's disk too).
 
 Requests travel over Unix sockets (``SOCK_SEQPACKET``, one message per request, the pipes as
-``SCM_RIGHTS``) in a folder only the grader can enter: ``<address>/judge`` and ``<address>/worker``. Each child is tied to the connection that
-asked for it: the zygote reports the child's pid, then its exit status when it ends (it is the
-parent, so it is the one that can ``waitpid``), and kills it if the connection closes first, so a
-judge that dies takes its worker with it. Children of the zygote die with it (``PDEATHSIG``), and
-the zygote dies with the process that started it.
+``SCM_RIGHTS``) in a folder only the grader can enter: ``<address>/judge`` and ``<address>/worker``.
+Each child is tied to the connection that asked for it: the zygote reports the child's pid, then
+its exit status when it ends (it is the parent, so it is the one that can ``waitpid``), and kills
+it if the connection closes first, so a judge that dies takes its worker with it. Children of the
+zygote die with it (``PDEATHSIG``), and the zygote dies with the process that started it.
 """
 
 from __future__ import annotations
