@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--bystanders", action="store_true",
                    help="bystander mode: each harmful entry graded in a batch with two copies of the reference")
-    p.add_argument("--per-batch", type=int, default=1, help="bystander mode: harmful entries per batch (0: all in one batch)")
+    p.add_argument("--per-batch", type=int, default=1,
+                   help="bystander mode: harmful entries per batch (0: all in one batch)")
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("bench", help="generate N submissions and measure both grading paths")

@@ -28,7 +28,6 @@ from vitgrade.autograde import nbtrust, repair
 from vitgrade.build import generate, mutants, submissions
 from vitgrade.confine import isolate, scratch
 from vitgrade.confine.zygote import ENV as ZYGOTE_ENV
-from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import one_line
 from vitgrade.pipes import PipeReader
@@ -290,7 +289,7 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
     located = _locate_notebooks(week, students, course)
     retried: dict[str, str] = {}
     try:
-        with scratch.Batch() as space, Zygote(preload=week.references) as zygote, \
+        with scratch.Batch() as space, judge.new_zygote(number) as zygote, \
                 ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             def grade(group: list[str]) -> dict[str, NbgraderRun]:
                 zygote.ensure()

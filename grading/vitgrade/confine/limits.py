@@ -306,7 +306,7 @@ class Group:
         """Kill what is left and remove the folders; returns what could not be removed."""
         self.kill()
         problems = []
-        for controller, (folder, _) in self.folders.items():
+        for folder, _ in self.folders.values():
             for attempt in range(50):  # a killed process leaves its group a moment after it died
                 try:
                     os.rmdir(folder)

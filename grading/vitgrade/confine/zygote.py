@@ -13,19 +13,28 @@ names a role, and the child becomes
 * a **worker** (:mod:`vitgrade.student.worker`): it confines itself with the request's
   :class:`~vitgrade.confine.isolate.Policy` (session, rlimits, namespaces, uid) and serves the
   student's code over the pipes it was handed;
-* a **judge** (:mod:`vitgrade.judging.judge`): it runs a week's test suite and writes the result
-  to the pipe it was handed.
+* a **judge**: it runs the entry point the request names (``vitgrade.judging.judge:main``: a week's
+  test suite, which writes the result to the pipe it was handed).
 
-Requests travel over a Unix socket (``SOCK_SEQPACKET``, one message per request, the pipes as
-``SCM_RIGHTS``) in a folder only the grader can enter. Each child is tied to the connection that
-asked for it: the zygote reports the child's pid, then its exit status when it ends (it is the
-parent, so it is the one that can ``waitpid``), and kills it if the connection closes first, so a
-judge that dies takes its worker with it. Children of the zygote die with it (``PDEATHSIG``), and
-the zygote dies with the process that started it.
+Workers and judges come from two different processes, so a worker never inherits what only a
+judge may use. The zygote imports torch, numpy and the worker's own modules, then forks the
+**worker template**, which imports only the packages the week allows in the student's process
+(:attr:`vitgrade.weeks.Week.worker_packages`) and forks workers; then the zygote itself imports
+pytest, the judge and the libraries the hidden tests compare with (``Week.references``, e.g. timm)
+and forks judges. A worker of Week 4 cannot find timm in memory, because nothing it descends
+from has imported it (and :mod:`vitgrade.confine.view` keeps it off the worker's disk too).
+
+Requests travel over Unix sockets (``SOCK_SEQPACKET``, one message per request, the pipes as
+``SCM_RIGHTS``) in a folder only the grader can enter: ``<address>/judge`` and ``<address>/worker``.
+Each child is tied to the connection that asked for it: the zygote reports the child's pid, then
+its exit status when it ends (it is the parent, so it is the one that can ``waitpid``), and kills
+it if the connection closes first, so a judge that dies takes its worker with it. Children of the
+zygote die with it (``PDEATHSIG``), and the zygote dies with the process that started it.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import selectors
@@ -111,16 +120,21 @@ class Child:
             pass
 
 
+ROLES = ("judge", "worker")
+
+
 def spawn(address: str, role: str, params: dict, fds: list[int] = (), wait: float = RESTART_WAIT) -> Child:
     """Ask the zygote at ``address`` for a child in ``role`` with ``params``; hand it ``fds``. A zygote
     that is not answering is given ``wait`` seconds to come back (its :class:`Zygote` restarts it at
     the same address) before the error is raised."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
     deadline = time.monotonic() + wait
     while True:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         conn.settimeout(STARTUP_TIMEOUT)
         try:
-            conn.connect(address)
+            conn.connect(os.path.join(address, role))
             break
         except (ConnectionRefusedError, FileNotFoundError):
             conn.close()
@@ -136,29 +150,35 @@ def spawn(address: str, role: str, params: dict, fds: list[int] = (), wait: floa
 
 
 class Zygote:
-    """Start a zygote for one batch; ``address`` is its socket. Use as a context manager.
+    """Start a zygote for one batch; ``address`` is the folder of its sockets. Use as a context
+    manager. ``preload``: what judges need imported (the judge itself, the week's references);
+    ``worker_preload``: what the week allows in the student's process (nothing else is imported
+    where workers come from).
 
-    The zygote is every judge's and worker's parent: if it died, nobody in the batch could be
-    graded. So, as root, it is exempt from the out-of-memory killer (``oom_score_adj`` -1000; its
-    children set their own score when they start: a judge 0, a student's process 1000), and a
-    watchdog thread restarts it, at the same address, when it dies anyway (at most
-    ``MAX_RESTARTS`` times). What it was running when it died is reported by the children's
-    owners as *not graded* (:attr:`Child.lost`) and graded again. ``restarts`` and ``notes`` say
-    what happened, for the batch's summary.
+    The zygote and its worker template are every judge's and worker's parents: if one died, nobody
+    in the batch could be graded. So, as root, both are exempt from the out-of-memory killer
+    (``oom_score_adj`` -1000; their children set their own score when they start: a judge 0, a
+    student's process 1000), and a watchdog thread restarts the zygote, at the same address, when
+    either dies anyway (at most ``MAX_RESTARTS`` times). What it was running then is reported by
+    the children's owners as *not graded* (:attr:`Child.lost`) and graded again. ``restarts`` and
+    ``notes`` say what happened, for the batch's summary.
     """
 
-    def __init__(self, preload: tuple[str, ...] = (), threads: int | None = None) -> None:
+    def __init__(self, preload: tuple[str, ...] = (), threads: int | None = None,
+                 worker_preload: tuple[str, ...] = ()) -> None:
         from vitgrade import settings
 
         self.preload = tuple(preload)
+        self.worker_preload = tuple(worker_preload)
         self.threads = threads or settings.threads()
         self.folder = Path(tempfile.mkdtemp(prefix="vitgrade-zygote-"))  # mode 0700: the grader's
-        self.address = str(self.folder / "socket")
+        self.address = str(self.folder)
         self.log = self.folder / "zygote.log"
         self.restarts: list[str] = []  # why each restart happened
         self.notes: list[str] = []
         self._closing = False
         self._lock = threading.Lock()
+        self._template: int | None = None
         try:
             self.proc = self._start()
         except BaseException:
@@ -170,17 +190,21 @@ class Zygote:
     def _start(self) -> subprocess.Popen:
         from vitgrade.confine import isolate
 
-        try:
-            os.unlink(self.address)  # a dead zygote's socket: the new one binds the same path
-        except FileNotFoundError:
-            pass
+        for role in ROLES:  # a dead zygote's sockets: the new one binds the same paths
+            try:
+                os.unlink(os.path.join(self.address, role))
+            except FileNotFoundError:
+                pass
         ready_r, ready_w = os.pipe()
         env = clean_env(self.threads)
-        # Importing timm makes torch create its compile cache folder in TMPDIR; keep it in ours.
+        # Importing timm makes torch create its compile cache folder in TMPDIR; keep it in ours, and
+        # anything else a library makes in TMPDIR while the zygote imports it (removed with it).
         env["TORCHINDUCTOR_CACHE_DIR"] = str(self.folder / "torchinductor")
+        env["TMPDIR"] = str(self.folder)
         with open(self.log, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w), *self.preload],
+                [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w),
+                 ",".join(self.worker_preload), *self.preload],
                 env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=log, pass_fds=(ready_w,), preexec_fn=isolate.die_with_parent, cwd=self.folder)
         os.close(ready_w)
@@ -192,7 +216,9 @@ class Zygote:
                 proc.kill()
                 proc.wait()
             raise RuntimeError(f"the zygote failed to start:\n{tail}")
-        self._protect(proc.pid)
+        self._template = next(iter(_children(proc.pid)), None)  # the worker template
+        for pid in [proc.pid, *_children(proc.pid)]:
+            self._protect(pid)
         return proc
 
     def _protect(self, pid: int) -> None:
@@ -209,14 +235,23 @@ class Zygote:
         # thread): this one, which lives as long as it waits for it.
         while True:
             proc = self.proc
-            code = proc.wait()
+            template_died = False
+            while True:
+                try:
+                    code = proc.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self._template is not None and not _running(self._template) and not self._closing:
+                        template_died = True  # the workers' parent: without it, no worker starts
+                        proc.kill()
             with self._lock:
                 if self._closing or proc is not self.proc:
                     return
                 if len(self.restarts) >= MAX_RESTARTS:
                     self.notes.append(f"the fork server died {len(self.restarts) + 1} times; not restarted")
                     return
-                how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+                how = ("its worker template died" if template_died
+                       else f"killed by signal {-code}" if code < 0 else f"exit {code}")
                 try:
                     self.proc = self._start()
                 except (OSError, RuntimeError) as exc:
@@ -232,7 +267,7 @@ class Zygote:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if self.proc.poll() is None and os.path.exists(self.address):
+                if self.proc.poll() is None and all(os.path.exists(os.path.join(self.address, r)) for r in ROLES):
                     return True
                 if self._closing or not self._watchdog.is_alive():
                     return False
@@ -257,6 +292,29 @@ class Zygote:
         self.close()
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid``."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        found = []
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+        return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 # ------------------------------------------------------------------------------------ server side
 @dataclass
 class _Running:
@@ -276,6 +334,9 @@ def _child_main(role: str, params: dict, fds: list[int], keep_fds: set[int]) -> 
                 pass
     os.environ.clear()
     os.environ.update(params.get("env", {}))
+    import tempfile as child_tempfile
+
+    child_tempfile.tempdir = None  # the request's TMPDIR, not the one the zygote imported under
     if role == "worker":
         from vitgrade.confine import isolate
         from vitgrade.student import worker
@@ -290,11 +351,10 @@ def _child_main(role: str, params: dict, fds: list[int], keep_fds: set[int]) -> 
         os.chdir(params["cwd"])
         isolate.confine(isolate.Policy(**params["policy"]))
         worker.serve(params["root"], req, rep, params["inbox"], params["channel"], params.get("probe_dir"),
-                     params["threads"])
+                     params["threads"], params.get("imports"))
         return 0
     if role == "judge":
         from vitgrade.confine import isolate
-        from vitgrade.judging import judge
 
         result, out = fds
         os.dup2(out, 1)
@@ -303,7 +363,9 @@ def _child_main(role: str, params: dict, fds: list[int], keep_fds: set[int]) -> 
         os.chdir(params["cwd"])
         os.setsid()
         isolate.die_with_parent()
-        return judge.main([*params["argv"], f"--result-fd={result}"])
+        module, _, function = params["entry"].partition(":")  # e.g. vitgrade.judging.judge:main
+        main = getattr(importlib.import_module(module), function)
+        return main([*params["argv"], f"--result-fd={result}"])
     raise ValueError(f"unknown role {role!r}")
 
 
@@ -331,32 +393,65 @@ def _fork(role: str, params: dict, fds: list[int], close_in_child: list, keep_fd
     return pid
 
 
-def serve(address: str, ready_fd: int, preload: list[str]) -> None:
+def _load(names: list[str]) -> None:
+    import gc
+
+    for name in names:
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()  # what is loaded now stays shared with every child (no copy-on-write by the GC)
+
+
+def serve(address: str, ready_fd: int, worker_preload: list[str], preload: list[str]) -> None:
+    """Fork the worker template (which serves ``<address>/worker``), then load the judges' modules
+    and serve ``<address>/judge``. Ready (one byte on ``ready_fd``) when both listen."""
     from vitgrade.confine import isolate
 
     isolate.die_with_parent()
-    import gc
-    import importlib
-
+    # timm imports wandb, when installed, for its optional experiment logging (0.5-0.9 s, and two
+    # folders in TMPDIR); nothing a grader runs logs experiments.
+    sys.modules.setdefault("wandb", None)
     import numpy  # noqa: F401
-    import pytest  # noqa: F401
     import torch
 
-    import vitgrade.judging.judge  # noqa: F401 - the judge's imports (pytest plugin, results)
     import vitgrade.student.probes  # noqa: F401
     import vitgrade.student.wire  # noqa: F401
     import vitgrade.student.worker  # noqa: F401
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    for name in preload:
-        importlib.import_module(name)
-    gc.collect()
-    gc.freeze()  # what is loaded now stays shared with every child (no copy-on-write by the GC)
-    keep_fds = {int(fd) for fd in os.listdir("/proc/self/fd")} - {ready_fd}  # the libraries' own
+    template_r, template_w = os.pipe()
+    template = os.fork()
+    if template == 0:  # the worker template: only what the student's process may use
+        code = 70
+        try:
+            os.close(template_r)
+            isolate.die_with_parent()
+            _load(worker_preload)
+            _listen_and_serve(os.path.join(address, "worker"), template_w)
+            code = 0
+        except BaseException:  # noqa: BLE001 - report, never fall back into the caller
+            import traceback
 
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(template_w)
+    _load(["pytest", *preload])
+    if worker_preload:  # what every judge's sandbox exposes (half a second to work out: once here)
+        from vitgrade.confine import view
+
+        view.package_paths(tuple(worker_preload))
+    with os.fdopen(template_r, "rb") as ready:
+        if ready.read(1) != b"1":
+            raise RuntimeError("the worker template failed to start")
+    _listen_and_serve(os.path.join(address, "judge"), ready_fd)
+
+
+def _listen_and_serve(path: str, ready_fd: int) -> None:
+    keep_fds = {int(fd) for fd in os.listdir("/proc/self/fd")} - {ready_fd}  # the libraries' own
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(address)
-    os.chmod(address, 0o600)
+    listener.bind(path)
+    os.chmod(path, 0o600)
     listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
@@ -419,11 +514,11 @@ def serve(address: str, ready_fd: int, preload: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    address, ready_fd, *preload = argv
+    address, ready_fd, worker_preload, *preload = argv
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     started = time.monotonic()
     try:
-        serve(address, int(ready_fd), preload)
+        serve(address, int(ready_fd), [n for n in worker_preload.split(",") if n], preload)
     finally:
         print(f"zygote stopped after {time.monotonic() - started:.0f} s", file=sys.stderr)
 

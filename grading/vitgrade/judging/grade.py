@@ -28,7 +28,6 @@ from pathlib import Path
 from vitgrade import weeks
 from vitgrade.confine import isolate, scratch
 from vitgrade.confine import zygote as zygote_mod
-from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, reason
 
@@ -156,10 +155,10 @@ class _Borrowed:
         pass
 
 
-def batch_zygote(week: int) -> Zygote | _Borrowed:
+def batch_zygote(week: int) -> zygote_mod.Zygote | _Borrowed:
     """The batch's zygote: ``$VITGRADE_ZYGOTE`` when set, else a new one (watched and restarted)."""
     address = os.environ.get(zygote_mod.ENV)
-    return _Borrowed(address) if address else Zygote(preload=weeks.get(week).references)
+    return _Borrowed(address) if address else judge.new_zygote(week)
 
 
 def notebook_reports(week: int, paths: list[Path]) -> dict[str, list[str]]:

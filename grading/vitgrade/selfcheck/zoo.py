@@ -5,6 +5,7 @@ the format of :mod:`vitgrade.build.mutants`, with two header lines::
 
     # expect: 1.1=10 1.2=1 1.3=0        (points per task that the honest part earns)
     # reason: timed out                 (substring of the one-line reason the student sees)
+    # message: recomputed               (optional: substring of some failing test's message)
 
 An entry may start from another with ``# base: <name>`` (applied first; a file whose name starts
 with ``_`` is a base only, not an entry). The other header lines argue the expected score.
@@ -66,7 +67,8 @@ DECOY_MARKER = "VITGRADE-ZOO-DECOY-SECRET"
 DECOY_ENV = "VITGRADE_ZOO_DB_PASSWORD"
 DAEMON_MARK = "vitgrade-zoo-daemon"
 # An entry's header fields.
-KEYS = re.compile(r"#\s*(expect|reason|base|kernel|seconds|edit|report|vitgrade report|bystander|needs):\s*(.*)")
+KEYS = re.compile(r"#\s*(expect|reason|message|base|kernel|seconds|edit|report|vitgrade report|bystander|needs):"
+                  r"\s*(.*)")
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Entry:
     kernel: bool = True
     seconds: float = 5.0  # about what grading it costs (# seconds:), to spread the work over the jobs
     report: dict[str, str] = field(default_factory=dict)  # path -> substring of its notebook report
+    message: str = ""  # substring of some failing test's message (# message:), beyond the first one's
     # A harmful entry's attack on the other submissions of its batch (# bystander: disk, memory, ...),
     # checked by bystander mode (grade_bystanders); empty for the others.
     bystander: str = ""
@@ -230,7 +233,8 @@ def load(week: int, only: list[str] | None = None, bystanders: bool = True, note
         chain = _chain(path)
         entries.append(Entry(path.stem, chain.description, expect, reason, chain,
                              kernel=fields.get("kernel", "yes") != "no", seconds=float(fields.get("seconds", 5)),
-                             bystander=fields.get("bystander", ""), needs=tuple(fields.get("needs", "").split())))
+                             message=fields.get("message", ""), bystander=fields.get("bystander", ""),
+                             needs=tuple(fields.get("needs", "").split())))
     entries = _in_force(entries)
     if notebooks:
         entries += load_notebooks(week, only)
@@ -433,6 +437,8 @@ def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) 
         problems.append("tampering was flagged but the grading command exited 0")
     if entry.reason and entry.reason.lower() not in outcome.reason.lower():
         problems.append(f"reason {outcome.reason!r} does not mention {entry.reason!r}")
+    if entry.message and not any(entry.message.lower() in m.lower() for m in outcome.messages):
+        problems.append(f"no test's message mentions {entry.message!r}")
     problems += check_notebook_report(entry.report.get(run.path, ""), outcome.notebook)
     for message in outcome.messages + [outcome.reason]:
         if "\n" in message or "Traceback" in message:
@@ -553,7 +559,8 @@ def harmful(entries: list[Entry]) -> list[Entry]:
     return sorted(found, key=lambda e: (rank.get(e.bystander, len(CLASSES)), e.name))
 
 
-def _grade_batch(week: int, folders: list[Path], out: Path, tmp: Path, env: dict[str, str]) -> tuple[int, str, str, list[str]]:
+def _grade_batch(week: int, folders: list[Path], out: Path, tmp: Path,
+                 env: dict[str, str]) -> tuple[int, str, str, list[str]]:
     """``vitgrade grade`` of ``folders``, all at once, in its own TMPDIR and, where cgroups can be made,
     in a control group of its own: everything the batch starts that belongs to a submission (its
     worker, its children, its groups) is then inside that group, so whatever is left in it when the
@@ -597,7 +604,7 @@ def grade_bystanders(week: int, entries: list[Entry], workdir: Path, per_batch: 
     serves every batch (``$VITGRADE_ZYGOTE``), so a batch costs its grading only."""
     from vitgrade.confine import scratch
     from vitgrade.confine.zygote import ENV as ZYGOTE_ENV
-    from vitgrade.confine.zygote import Zygote
+    from vitgrade.judging import judge
 
     env = _env()
     for key, value in BYSTANDER_ENV.items():
@@ -618,7 +625,7 @@ def grade_bystanders(week: int, entries: list[Entry], workdir: Path, per_batch: 
     n_batches = -(-len(todo) // per_batch)
     groups = [todo[i::n_batches] for i in range(n_batches)]  # round robin: one costly attack per batch
     batches = []
-    with Zygote(preload=weeks.get(week).references) as zygote, decoys():
+    with judge.new_zygote(week) as zygote, decoys():
         env[ZYGOTE_ENV] = zygote.address
         alone_loads = [os.getloadavg()[0]]
         alone_runs = [_alone(week, workdir / "alone0", env, progress)]
@@ -714,8 +721,8 @@ def bystander_table(week: int, entries: list[Entry], run: BystanderRun) -> tuple
     lines = [f"bystander mode, week {week}: {run.limits}",
              f"the reference alone: {' and '.join(f'{t:.1f}' for t in run.alone_runs)} s (suite; before and after the "
              f"batches, mean {run.alone:.1f} s); every batch: harmful entries + {' + '.join(REFERENCES)}, all at once",
-             f"{'entry (class)':<36} {'expected':>8} {'got':>5}   {'references':<11} {'suite s (alone ' + format(run.alone, '.1f') + ')':<24} "
-             "batch  result"]
+             f"{'entry (class)':<36} {'expected':>8} {'got':>5}   {'references':<11} "
+             f"{'suite s (alone ' + format(run.alone, '.1f') + ')':<24} batch  result"]
     for batch in run.batches:
         key = "+".join(batch.entries)
         refs = "/".join(f"{batch.outcomes[r].points:g}" for r in REFERENCES)
