@@ -595,13 +595,14 @@ def _scraps(tmp: Path) -> list[str]:
 
 
 def grade_bystanders(week: int, entries: list[Entry], workdir: Path, per_batch: int = 1,
-                     progress=lambda line: None) -> BystanderRun:
+                     progress=lambda line: None, alone_after: bool = True) -> BystanderRun:
     """Bystander mode: every harmful entry (``# bystander:``) graded in a batch with two copies of
     the reference, ``per_batch`` harmful entries per batch, all of a batch at once (``--jobs`` = its
     size). The references must keep full marks with clean feedback, and their suites must take at
     most SLOWDOWN times their time alone (the reference graded alone first, under the same limits);
     the batch must finish, and nothing may be left (TMPDIR, mounts, groups, processes). One zygote
-    serves every batch (``$VITGRADE_ZYGOTE``), so a batch costs its grading only."""
+    serves every batch (``$VITGRADE_ZYGOTE``), so a batch costs its grading only. ``alone_after``:
+    grade the reference alone again after the batches (the mean of both is the baseline)."""
     from vitgrade.confine import scratch
     from vitgrade.confine.zygote import ENV as ZYGOTE_ENV
     from vitgrade.judging import judge
@@ -658,8 +659,9 @@ def grade_bystanders(week: int, entries: list[Entry], workdir: Path, per_batch: 
             batches.append(batch)
             progress(f"batch {n}: {', '.join(batch.entries)}: {wall:.0f} s, exit {code}; references "
                      + ", ".join(f"{outcomes[r].points:g} in {seconds[r]:.1f} s" for r in REFERENCES))
-        alone_loads.append(os.getloadavg()[0])
-        alone_runs.append(_alone(week, workdir / "alone1", env, progress))
+        if alone_after:
+            alone_loads.append(os.getloadavg()[0])
+            alone_runs.append(_alone(week, workdir / "alone1", env, progress))
     return BystanderRun(week, alone_runs, batches, limits_line, time.monotonic() - start, alone_loads)
 
 
@@ -718,9 +720,11 @@ def bystander_table(week: int, entries: list[Entry], run: BystanderRun) -> tuple
     problems = check_bystanders(week, entries, run)
     loads = ", ".join(f"{x:.1f}" for x in run.alone_loads[:1] + [b.load for b in run.batches] + run.alone_loads[1:])
     by_name = {e.name: e for e in entries}
+    alone = (f"{run.alone:.1f} s" if len(run.alone_runs) == 1 else
+             f"{' and '.join(f'{t:.1f}' for t in run.alone_runs)} s before and after the batches, mean {run.alone:.1f} s")
     lines = [f"bystander mode, week {week}: {run.limits}",
-             f"the reference alone: {' and '.join(f'{t:.1f}' for t in run.alone_runs)} s (suite; before and after the "
-             f"batches, mean {run.alone:.1f} s); every batch: harmful entries + {' + '.join(REFERENCES)}, all at once",
+             f"the reference alone (suite): {alone}; every batch: harmful entries + {' + '.join(REFERENCES)}, "
+             "all at once",
              f"{'entry (class)':<36} {'expected':>8} {'got':>5}   {'references':<11} "
              f"{'suite s (alone ' + format(run.alone, '.1f') + ')':<24} batch  result"]
     for batch in run.batches:
