@@ -720,8 +720,9 @@ def bystander_table(week: int, entries: list[Entry], run: BystanderRun) -> tuple
     problems = check_bystanders(week, entries, run)
     loads = ", ".join(f"{x:.1f}" for x in run.alone_loads[:1] + [b.load for b in run.batches] + run.alone_loads[1:])
     by_name = {e.name: e for e in entries}
+    both = " and ".join(f"{t:.1f}" for t in run.alone_runs)
     alone = (f"{run.alone:.1f} s" if len(run.alone_runs) == 1 else
-             f"{' and '.join(f'{t:.1f}' for t in run.alone_runs)} s before and after the batches, mean {run.alone:.1f} s")
+             f"{both} s before and after the batches, mean {run.alone:.1f} s")
     lines = [f"bystander mode, week {week}: {run.limits}",
              f"the reference alone (suite): {alone}; every batch: harmful entries + {' + '.join(REFERENCES)}, "
              "all at once",
