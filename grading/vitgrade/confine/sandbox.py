@@ -236,6 +236,7 @@ class Sandbox:
                 self._userns = None
         try:
             reply = self._roundtrip({"op": "import", "modules": self.modules}, self.import_timeout)
+            self._check_memory()
         except StudentFailure as failure:  # hung or crashed while importing: paid once, not per test
             self._fatal = "importing your code failed: " + failure.reason
             raise StudentFailure(self._fatal, failure.type) from None
@@ -300,6 +301,14 @@ class Sandbox:
         kills = self.space.oom_kills()
         seen, self._oom_seen = self._oom_seen, kills
         return kills > seen
+
+    def _check_memory(self) -> None:
+        """An out-of-memory kill in the submission's group during a call fails the call, whatever
+        it answered, and ends every process of the group (cgroup v2's ``memory.oom.group``): which
+        process the killer picked is chance, the verdict must not be."""
+        if self._out_of_memory():
+            self._kill()
+            raise StudentFailure(self._memory_reason(), CRASH)
 
     def _memory_reason(self) -> str:
         return (f"ran out of memory: your processes together used more than {settings.group_memory_mb()} MB "
@@ -393,6 +402,7 @@ class Sandbox:
             {"op": "call", "probe": probe, "msg": name, "seed": seed},
             self._scaled(timeout) if timeout else self.timeout,
         )
+        self._check_memory()
         if not reply.get("ok"):
             error = reply.get("error", {}) if isinstance(reply.get("error"), dict) else {}
             raise StudentFailure(self._format(error), _error_type(error), error.get("mro"))
