@@ -220,6 +220,29 @@ def test_a_jailed_kernel_runs_under_the_filter(tmp_path):
     assert proc.stdout.split() == (["2", "1"] if seccomp.supported() else ["0", "1"])
 
 
+@needs("memory", "disk")
+def test_a_jailed_kernel_joins_its_submissions_group_and_disk(tmp_path):
+    """As TrustedExecute starts an nbgrader kernel: in the submission's control group, its home on
+    the submission's tmpfs; when the grader closes the scratch, nothing is left."""
+    with scratch.Batch() as batch:
+        space = batch.scratch("kernel-alice")
+        policy = isolate.new_policy(2048, 2**20, network=True)
+        policy.cgroups, policy.scratch = space.group.procs_files, str(space.student)
+        script = ("import os; print(open('/proc/self/cgroup').read().replace(chr(10), ' ')); "
+                  "print(os.environ['HOME']); print(os.statvfs(os.environ['HOME']).f_blocks * "
+                  "os.statvfs(os.environ['HOME']).f_frsize)")
+        proc = subprocess.run([sys.executable, "-m", "vitgrade.confine.jail", json.dumps(asdict(policy)), "--",
+                               sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        groups, home, size = proc.stdout.splitlines()
+        name = os.path.basename(space.group.folders["memory"][0])  # sub-kernel-alice-*
+        assert all(name in line for line in groups.split() if ":memory:" in line or line.startswith("0::")), groups
+        assert home.startswith(str(space.student)) and int(size) == space.disk_mb * 2**20
+        assert space.close() == []
+    assert batch.leftovers_found == []
+
+
 # ------------------------------------------------------------------------------ limits for all processes together
 @needs("memory")
 def test_memory_is_limited_for_all_of_a_submissions_processes_together(root, zygote, monkeypatch):
