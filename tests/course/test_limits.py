@@ -237,7 +237,9 @@ def test_a_jailed_kernel_joins_its_submissions_group_and_disk(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         groups, home, size = proc.stdout.splitlines()
         name = os.path.basename(space.group.folders["memory"][0])  # sub-kernel-alice-*
-        assert all(name in line for line in groups.split() if ":memory:" in line or line.startswith("0::")), groups
+        lines = groups.split()
+        memory = [line for line in lines if ":memory:" in line] or [line for line in lines if line.startswith("0::")]
+        assert memory and name in memory[0], groups
         assert home.startswith(str(space.student)) and int(size) == space.disk_mb * 2**20
         assert space.close() == []
     assert batch.leftovers_found == []
