@@ -145,6 +145,15 @@ def zygote():
         yield z.address
 
 
+@pytest.fixture(scope="module")
+def week_zygote():
+    """A batch zygote for Week 1 (judges and workers), shared by the tests that grade."""
+    from vitgrade.judging import judge
+
+    with judge.new_zygote(1) as z:
+        yield z.address
+
+
 @pytest.fixture
 def root(tmp_path):
     package = tmp_path / "vitcourse"
@@ -345,7 +354,7 @@ def test_the_wire_refuses_an_array_referred_to_twice_and_oversized_messages(tmp_
 
 
 # ------------------------------------------------------------------------------ the grader owns the scratch
-def test_a_killed_judge_leaves_nothing(tmp_path, monkeypatch):
+def test_a_killed_judge_leaves_nothing(tmp_path, monkeypatch, week_zygote):
     """A submission that hangs until the judge itself times out and is killed: not graded (the
     grader's failure), and its scratch (tmpfs, group, folders) is gone all the same."""
     from vitgrade import weeks
@@ -363,7 +372,7 @@ def test_a_killed_judge_leaves_nothing(tmp_path, monkeypatch):
             (package / module.name).write_text(module.read_text())
     (package / "attention.py").write_text("import time\ntime.sleep(600)\n")
     with scratch.Batch() as batch:
-        result = judge.run(1, tmp_path / "sub", timeout=20, batch=batch)
+        result = judge.run(1, tmp_path / "sub", timeout=10, batch=batch, zygote=week_zygote)
         time.sleep(0.5)
         assert batch.leftovers() == []
     assert judge.not_graded(result) and result.error.startswith("not graded: the grader timed out"), result.error
@@ -371,7 +380,7 @@ def test_a_killed_judge_leaves_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in temp.iterdir() if not p.name.startswith("vitgrade-zygote-")) == []
 
 
-def test_a_grader_failure_is_not_graded_and_graded_again(tmp_path, monkeypatch):
+def test_a_grader_failure_is_not_graded_and_graded_again(tmp_path, monkeypatch, week_zygote):
     """The grader's own OSError (here: ENOSPC in its folder) on the first attempt: the submission is
     graded again and gets its verdict; twice: it is reported not graded, never scored 0."""
     from vitgrade import weeks
@@ -387,6 +396,7 @@ def test_a_grader_failure_is_not_graded_and_graded_again(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(judge, "run", flaky)
+    monkeypatch.setenv("VITGRADE_ZYGOTE", week_zygote)  # the batch borrows it (grade.batch_zygote)
     stub = weeks.STUDENT_PACKAGE.parent
     run = grade.grade_many(1, [stub], None)
     assert list(run.retried) == [stub.name] and "No space left on device" in run.retried[stub.name]
@@ -426,7 +436,7 @@ def test_the_fork_server_is_restarted_and_its_lost_children_are_the_graders_fail
 
 
 @pytest.mark.skipif(not scratch.disk_bounded(), reason="needs root to mount a small tmpfs as TMPDIR")
-def test_enospc_in_the_graders_folder_is_reported_not_graded_and_the_batch_goes_on(tmp_path):
+def test_enospc_in_the_graders_folder_is_reported_not_graded_and_the_batch_goes_on(tmp_path, week_zygote):
     """`vitgrade grade` whose own temp folder (an 8 MB tmpfs) cannot hold one submission's working
     copy (it carries a 10 MB file): that submission is not graded (after a second attempt), never
     scored; the other submission of the batch is graded; the command exits non-zero."""
@@ -445,8 +455,8 @@ def test_enospc_in_the_graders_folder_is_reported_not_graded_and_the_batch_goes_
     view.mount("tmpfs", str(temp), "tmpfs", 0, "size=8m")
     try:
         proc = subprocess.run([sys.executable, "-m", "vitgrade.cli", "grade", "1", str(small), str(large),
-                               "--jobs", "2"], env=dict(os.environ, TMPDIR=str(temp)), capture_output=True,
-                              text=True, timeout=300)
+                               "--jobs", "2"], env=dict(os.environ, TMPDIR=str(temp), VITGRADE_ZYGOTE=week_zygote),
+                              capture_output=True, text=True, timeout=300)
         left = sorted(p.name for p in temp.iterdir())
     finally:
         ctypes.CDLL(None, use_errno=True).umount2(str(temp).encode(), 2)
