@@ -18,6 +18,7 @@ notebook beside the package on the ``vitgrade grade`` path)::
     # expect: 1.1=10 1.2=14 1.3=4       (the package's points: a notebook never costs any)
     # report: (task_1_3) appeared 2     (substring of the notebook report, both paths)
     # vitgrade report: none             (optional: what ``vitgrade grade`` reports instead; none = nothing)
+    # package: stub                     (optional: the untouched stub package beside it, not the reference)
 
 Every other entry (and bystander) must get an empty notebook report: an untouched notebook is
 never "repaired". :func:`grade_vitgrade` grades a set of entries
@@ -67,8 +68,8 @@ DECOY_MARKER = "VITGRADE-ZOO-DECOY-SECRET"
 DECOY_ENV = "VITGRADE_ZOO_DB_PASSWORD"
 DAEMON_MARK = "vitgrade-zoo-daemon"
 # An entry's header fields.
-KEYS = re.compile(r"#\s*(expect|reason|message|base|kernel|seconds|edit|report|vitgrade report|bystander|needs):"
-                  r"\s*(.*)")
+KEYS = re.compile(r"#\s*(expect|reason|message|base|kernel|seconds|edit|report|vitgrade report|bystander|needs|"
+                  r"package):\s*(.*)")
 
 
 @dataclass
@@ -193,7 +194,10 @@ def _notebook_entry(path: Path) -> Entry:
     report = {"nbgrader": fields["report"], "vitgrade": "" if vitgrade_report == "none" else vitgrade_report}
     description = " ".join(line.lstrip("# ").strip() for line in path.read_text().splitlines()
                            if line.startswith("#") and not KEYS.match(line))
-    return Entry(path.stem, description, expect, reason, None, edit=(operation, args), report=report,
+    kind = fields.get("package", "solution")  # the package beside the notebook: the reference, or the stub
+    if kind not in ("solution", "stub"):
+        raise ValueError(f"{path}: '# package:' is 'solution' or 'stub', not {kind!r}")
+    return Entry(path.stem, description, expect, reason, None, kind=kind, edit=(operation, args), report=report,
                  bystander=fields.get("bystander", ""), needs=tuple(fields.get("needs", "").split()))
 
 
