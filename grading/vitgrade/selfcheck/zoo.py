@@ -33,7 +33,9 @@ An entry whose attack is on the *other* submissions of a batch (issue 20, sectio
 and :func:`grade_bystanders` (``vitgrade zoo --bystanders``) grades each such entry in a batch with
 two copies of the reference, all at once, with small limits (BYSTANDER_ENV), and checks that the
 references keep full marks with clean feedback, finish within SLOWDOWN times their time alone
-(judged on a quiet machine), that the batch finishes and that nothing is left. :func:`grade_vitgrade` grades a set of entries
+(judged on a quiet machine), that the batch finishes and that nothing is left.
+
+:func:`grade_vitgrade` grades a set of entries
 (plus bystanders: the reference and the untouched stub, whose grades must not move) with
 ``vitgrade grade --jobs N`` in a subprocess; :func:`grade_nbgrader` builds the week in a
 temporary nbgrader course and runs one ``nbgrader autograde`` per student. :func:`check`
