@@ -132,10 +132,17 @@ class TrustedExecute(Execute):
         # submission's own disk quota, and the kernel joins the submission's control group: the
         # same limits as the sandbox worker (vitgrade.confine.scratch), removed after it.
         own = None
-        batch = scratch.Batch.from_env()  # the orchestrator's batch (autograde_checked)
-        if batch is None:
-            batch = own = scratch.Batch()
-        space = batch.scratch(f"kernel-{info['student']}")
+        try:
+            batch = scratch.Batch.from_env()  # the orchestrator's batch (autograde_checked)
+            if batch is None:
+                batch = own = scratch.Batch()
+            space = batch.scratch(f"kernel-{info['student']}")
+        except OSError as exc:  # the grader's side: the notebook is not re-run; the verdict is the judge's
+            if own is not None:
+                own.close()
+            trusted["kernel"] = f"not run: the grader could not prepare the kernel's folders ({exc})"
+            self.log.error("%s: %s", info["student"], trusted["kernel"])
+            return nb, resources
         self._policy = isolate.new_policy(settings.memory_mb(), KERNEL_FSIZE, network=True)
         self._policy.cgroups = space.group.procs_files if space.group else []
         if space.group is None or "pids" not in space.group.folders:
