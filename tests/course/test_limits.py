@@ -380,6 +380,24 @@ def test_a_killed_judge_leaves_nothing(tmp_path, monkeypatch, week_zygote):
     assert sorted(p.name for p in temp.iterdir() if not p.name.startswith("vitgrade-zygote-")) == []
 
 
+@needs("disk", "memory")
+def test_a_killed_graders_batch_is_reaped_by_the_next(tmp_path, monkeypatch):
+    """The grading command itself killed (SIGKILL: no cleanup of its own): its batch folder, the
+    tmpfs mounted in it and its groups are removed when the next batch starts."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    code = ("from vitgrade.confine import scratch; import os, sys; b = scratch.Batch(); s = b.scratch('alice'); "
+            "print(s.to_env(), flush=True); os.kill(os.getpid(), 9)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    left = json.loads(proc.stdout)
+    assert proc.returncode == -9 and scratch.mounted_under(Path(left["student"]))
+    groups = [folder for folder, _ in left["group"].values()]
+    assert all(os.path.isdir(g) for g in groups)
+    with scratch.Batch() as batch:
+        assert not Path(left["folder"]).exists() and not scratch.mounted_under(Path(left["student"]))
+        assert not any(os.path.exists(g) for g in groups) and batch.folder.exists()
+
+
 def test_a_grader_failure_is_not_graded_and_graded_again(tmp_path, monkeypatch, week_zygote):
     """The grader's own OSError (here: ENOSPC in its folder) on the first attempt: the submission is
     graded again and gets its verdict; twice: it is reported not graded, never scored 0."""

@@ -111,6 +111,44 @@ def bounded() -> set[str]:
     return limits_mod.bounded() | ({"disk"} if disk_bounded() else set())
 
 
+BATCH_PREFIX = "vitgrade-batch-"  # + the owner's pid + "-" + a random part: folder and groups alike
+
+
+def _owner_gone(name: str) -> bool:
+    """A batch whose owner (the pid in its name) no longer runs: its grader was killed."""
+    try:
+        pid = int(name[len(BATCH_PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return False
+    return pid != os.getpid() and not os.path.exists(f"/proc/{pid}")
+
+
+def reap_stale(parent: str | Path | None = None) -> list[str]:
+    """Remove what a killed grader left (its batch folders in ``parent``, their mounts, its groups):
+    every batch whose owning process is gone. Returns what was removed."""
+    removed = []
+    top = Path(parent or tempfile.gettempdir())
+    try:
+        stale = [e for e in os.scandir(top) if e.name.startswith(BATCH_PREFIX) and _owner_gone(e.name)]
+    except OSError:
+        stale = []
+    for entry in stale:
+        for point in reversed(mounted_under(Path(entry.path))):
+            _umount(Path(point))
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    for h in limits_mod.hierarchies()[0].values():
+        try:
+            names = [e.name for e in os.scandir(h.base) if e.is_dir() and e.name.startswith(BATCH_PREFIX)
+                     and _owner_gone(e.name)]
+        except OSError:
+            continue
+        for name in names:
+            limits_mod.BatchGroups({h.controller: (os.path.join(h.base, name), h.version)}).remove()
+            removed.append(os.path.join(h.base, name))
+    return removed
+
+
 @dataclass
 class Scratch:
     """One submission's folders and control group (see the module docstring)."""
@@ -175,7 +213,8 @@ class Batch:
         self.limits = limits or limits_mod.Limits.from_settings()
         self.owned = folder is None
         if folder is None:
-            folder = Path(tempfile.mkdtemp(prefix="vitgrade-batch-", dir=parent))
+            reap_stale(parent)
+            folder = Path(tempfile.mkdtemp(prefix=f"{BATCH_PREFIX}{os.getpid()}-", dir=parent))
             os.chmod(folder, 0o711)
             groups = limits_mod.BatchGroups.create(folder.name)
         self.folder = folder
