@@ -352,6 +352,8 @@ class Sandbox:
                 raise StudentFailure(f"timed out after {timeout:.0f} s (an infinite loop, or far too slow)",
                                      TIMEOUT)
             ready, _, _ = select.select([self._rep], [], [], min(left, 1.0))
+            if not ready and self.space is not None and self.space.oom_kills() > self._oom_seen:
+                self._check_memory()  # the first kill ends the group at once (memory.oom.group)
             if ready:
                 chunk = os.read(self._rep, 65536)
                 if not chunk:  # worker closed the pipe: it died
