@@ -52,7 +52,7 @@ from vitcourse.models import finetune_model, save_week3_models, week3_dir, writa
 from vitcourse.optim import param_groups
 from vitcourse.scale import SCALE, scale_banner
 from vitcourse.schedules import warmup_cosine
-from vitcourse.train import RECIPES, FinetuneConfig, benchmark, finetune, fit, load_data
+from vitcourse.train import RECIPES, FinetuneConfig, benchmark, finetune, fit_cached, load_data
 from vitcourse.training import evaluate, load_checkpoint, read_metrics, save_checkpoint, train_one_epoch
 from vitcourse.vit import VisionTransformer, vit_flops
 
@@ -419,17 +419,23 @@ for patch, tokens, flops, speed, epoch in rows:
 # A teacher is only worth distilling from if it is *better* than the student will be: a weak
 # teacher hands its mistakes on. The teacher here is a three-stage CNN (`vitcourse.models.ConvNet`:
 # convolution, BatchNorm, GELU, max pooling), trained with the same loop and augmentation.
+#
+# Every run goes to `data/cache/03_training/runs/<recipe>/` with a record of what decided it (the
+# recipe, the seed, the data, the teacher's weights, torch's version and the source of every
+# `vitcourse` module, yours included). Run the notebook again with the same code and the run is
+# read back from there instead of trained again (`fit_cached` says so and prints what the original
+# run took); change any of it and it trains again. Training on the CPU is deterministic, so the
+# numbers are the same either way.
 
 # %%
 def run(recipe, teacher=None):
-    """fit() one recipe (a name in RECIPES, or a Recipe); the result and the wall and CPU time it took."""
+    """fit() one recipe (a name in RECIPES, or a Recipe) into RUNS/<name>: trained now, or, when that folder
+    holds a run of exactly this recipe, data, teacher and code (yours included), read back from it."""
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fit(recipe, data, teacher=teacher, out_dir=RUNS / recipe.name, progress=True)
-    result.cpu_seconds = time.process_time() - cpu
-    result.wall_seconds = time.perf_counter() - wall
-    print(f"{recipe.name}: test accuracy {result.test_acc:.4f} after {len(result.history)} epochs, "
-          f"{result.wall_seconds:.1f} s wall, {result.cpu_seconds:.1f} s CPU")
+    result = fit_cached(recipe, data, RUNS / recipe.name, teacher=teacher, progress=True)
+    how = "read back from an earlier run of this exact code, which took" if result.cached else "trained now in"
+    print(f"{recipe.name}: test accuracy {result.test_acc:.4f} after {len(result.history)} epochs; {how} "
+          f"{result.wall_seconds:.1f} s wall, {result.cpu_seconds:.1f} s CPU (torch threads: {result.threads})")
     return result
 
 

@@ -248,6 +248,10 @@ class FitResult:
     history: list[dict[str, float]]
     recipe: Recipe
     seconds: float  # wall time of the training epochs (evaluations included, start-up excluded)
+    cached: bool = False  # read back by fit_cached() from an earlier run of the same code, not trained now
+    wall_seconds: float = float("nan")  # fit_cached(): the whole run's wall and CPU time, and torch's threads
+    cpu_seconds: float = float("nan")
+    threads: int = 0
 
     @property
     def test_acc(self) -> float:
@@ -344,6 +348,83 @@ def fit(recipe: Recipe, data: Data | None = None, *, runtime: Runtime | None = N
                     "mean": data.mean, "std": data.std, "test_acc": history[-1]["test_acc"] if history else None},
                    out / "model.pt")
     return FitResult(model, history, recipe, elapsed)
+
+
+# ---------------------------------------------------------------------------- a run, trained once
+RUN_RECORD = "run.json"  # in a fit_cached() folder: what was trained, with which code, and what it gave
+_RUN_FILES = ("metrics.csv", "checkpoint.pt", "model.pt", RUN_RECORD)
+
+
+def _digest(*parts: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            h.update(str((part.dtype, tuple(part.shape))).encode())
+            flat = part.detach().cpu().contiguous().reshape(-1)  # a 0-d tensor cannot be viewed as bytes
+            h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def run_fingerprint(recipe: Recipe, data: Data, teacher: nn.Module | None = None, seed: int = 0) -> str:
+    """What decides a ``fit``: the recipe, the seed, the data (every image and label), the teacher's weights,
+    the torch version and the source of every module of the ``vitcourse`` package that runs (so a change to
+    any of them, the student's own code included, means a new run)."""
+    import vitcourse
+
+    package = Path(vitcourse.__file__).resolve().parent
+    code = [(p.name, p.read_bytes()) for p in sorted(package.glob("*.py"))]
+    teacher_state = [] if teacher is None else [v for _, v in sorted(teacher.state_dict().items())]
+    return _digest(asdict(recipe), seed, torch.__version__, data.source, data.x_train, data.y_train, data.x_test,
+                   data.y_test, *teacher_state, *[name for name, _ in code], *[text for _, text in code])
+
+
+def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.Module | None = None, seed: int = 0,
+               progress: bool = True) -> FitResult:
+    """``fit(recipe, data, ...)`` into ``out_dir``, or, when ``out_dir`` already holds a finished ``fit`` of
+    exactly this run (the same :func:`run_fingerprint`: recipe, seed, data, teacher, torch and the package's
+    code), that run read back instead of training again: the trained weights, the history and the wall and
+    CPU time it took (``result.cached`` says which). Deterministic on the CPU, so nothing is lost but time.
+
+    On a new run the folder's earlier files (``metrics.csv``, ``checkpoint.pt``, ``model.pt``, TensorBoard
+    events, ``run.json``) are removed first, so its curves are this run's only.
+    """
+    import tempfile
+
+    out = Path(out_dir)
+    fingerprint = run_fingerprint(recipe, data, teacher, seed)
+    try:
+        record = json.loads((out / RUN_RECORD).read_text())
+        if record.get("fingerprint") == fingerprint:
+            saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+            model = recipe.build_model(len(data.classes))
+            model.load_state_dict(saved["state_dict"])
+            return FitResult(model.eval(), record["history"], recipe, record["seconds"], cached=True,
+                             wall_seconds=record["wall_seconds"], cpu_seconds=record["cpu_seconds"],
+                             threads=record["threads"])
+    except (OSError, ValueError, KeyError, RuntimeError):
+        pass  # nothing usable there: train
+    out.mkdir(parents=True, exist_ok=True)
+    for name in _RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for events in out.glob("events.out.tfevents.*"):
+        events.unlink()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fit(recipe, data, teacher=teacher, out_dir=out, seed=seed, progress=progress)
+    result.wall_seconds, result.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+    result.threads = torch.get_num_threads()
+    record = {"recipe": recipe.name, "fingerprint": fingerprint, "history": result.history, "seconds": result.seconds,
+              "wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds, "threads": result.threads,
+              "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    with tempfile.NamedTemporaryFile("w", dir=out, suffix=".tmp", delete=False) as f:
+        json.dump(record, f)
+    os.replace(f.name, out / RUN_RECORD)  # written last, whole: a run is either recorded or not at all
+    return result
 
 
 def load_model(path: str | Path) -> nn.Module:
