@@ -46,7 +46,7 @@ from vitcourse.augment import MixupCutmix
 from vitcourse.batches import DeviceBatches, RandAugmentBatch, channel_stats, compose, random_hflip, random_shift
 from vitcourse.distill import DistillationLoss, DistilledVisionTransformer
 from vitcourse.finetune import count_parameters, prepare_finetune
-from vitcourse.models import ConvNet, finetune_model
+from vitcourse.models import ConvNet, finetune_model, hf_finetune_model
 from vitcourse.optim import make_adamw
 from vitcourse.scale import SCALE
 from vitcourse.schedules import warmup_cosine_scheduler
@@ -373,12 +373,12 @@ def _digest(*parts: Any) -> str:
 
 def run_fingerprint(recipe: Recipe, data: Data, teacher: nn.Module | None = None, seed: int = 0) -> str:
     """What decides a ``fit``: the recipe, the seed, the data (every image and label), the teacher's weights,
-    the torch version and the source of every module of the ``vitcourse`` package that runs (so a change to
-    any of them, the student's own code included, means a new run)."""
-    import vitcourse
-
-    package = Path(vitcourse.__file__).resolve().parent
-    code = [(p.name, p.read_bytes()) for p in sorted(package.glob("*.py"))]
+    the torch version and the source of every module of the ``vitcourse`` package loaded in this process
+    (everything ``fit`` can run, and a little more: a change to any of them, the student's own code included,
+    means a new run; another week's module that was never imported does not)."""
+    loaded = {m.__file__ for name, m in list(sys.modules.items())
+              if (name == "vitcourse" or name.startswith("vitcourse.")) and getattr(m, "__file__", None)}
+    code = [(Path(f).name, Path(f).read_bytes()) for f in sorted(loaded)]
     teacher_state = [] if teacher is None else [v for _, v in sorted(teacher.state_dict().items())]
     return _digest(asdict(recipe), seed, torch.__version__, data.source, data.x_train, data.y_train, data.x_test,
                    data.y_test, *teacher_state, *[name for name, _ in code], *[text for _, text in code])
@@ -498,6 +498,8 @@ class FinetuneConfig:
 
     mode: str  # "linear_probe" or "full"
     model: str = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
+    library: str = "timm"  # "timm" (model) or "transformers" (hf_model, ViTForImageClassification)
+    hf_model: str = "google/vit-base-patch16-224"  # ImageNet-21k pretrained, ImageNet-1k fine-tuned (original ViT)
     dataset: str = "food101"
     epochs: int = field(default_factory=lambda: SCALE.pick(smoke=2, full=3))
     batch_size: int = field(default_factory=lambda: SCALE.pick(smoke=32, full=128))
@@ -554,7 +556,9 @@ def finetune(config: FinetuneConfig, *, device: str | None = None, out_dir: str 
     torch.manual_seed(seed)
     if data is None:
         data = load_dataset(config.dataset, config.n_train, config.n_test, seed=seed, image_size=config.image_size)
-    if model is None:
+    if model is None and config.library == "transformers":
+        model, _ = hf_finetune_model(config.hf_model, len(data.classes), config.image_size)
+    elif model is None:
         model, _ = finetune_model(config.model, len(data.classes), config.image_size)
     elif getattr(model, "num_classes", len(data.classes)) != len(data.classes):
         model.reset_classifier(len(data.classes))
@@ -638,7 +642,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     ft = sub.add_parser("finetune")
     ft.add_argument("--mode", choices=["linear_probe", "full"], required=True)
-    ft.add_argument("--model", default=FinetuneConfig.model)
+    ft.add_argument("--model", default=FinetuneConfig.model, help="the timm model")
+    ft.add_argument("--library", choices=["timm", "transformers"], default="timm",
+                    help="transformers: fine-tune --hf-model as a ViTForImageClassification instead")
+    ft.add_argument("--hf-model", default=FinetuneConfig.hf_model)
     ft.add_argument("--epochs", type=int)
     ft.add_argument("--batch-size", type=int)
     ft.add_argument("--lr", type=float)
@@ -647,11 +654,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "finetune":
-        config = FinetuneConfig(args.mode, args.model)
+        config = FinetuneConfig(args.mode, args.model, args.library, args.hf_model)
         config = replace(config, **{k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                                       ("lr", args.lr)) if v})
-        result = finetune(config, device=args.device, out_dir=args.out or Path("runs") / f"finetune-{args.mode}")
-        print(json.dumps({"mode": args.mode, "test_acc": result.test_acc, "seconds": round(result.seconds, 1)}))
+        suffix = "" if args.library == "timm" else "-transformers"
+        result = finetune(config, device=args.device,
+                          out_dir=args.out or Path("runs") / f"finetune-{args.mode}{suffix}")
+        print(json.dumps({"mode": args.mode, "library": args.library, "test_acc": result.test_acc,
+                          "seconds": round(result.seconds, 1)}))
         return 0
 
     recipe = _recipe(args)

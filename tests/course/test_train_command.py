@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from vitgrade import weeks
@@ -43,8 +44,9 @@ def test_cifar10_recipe_stops_before_any_work_without_the_data(tmp_path):
     assert not (tmp_path / "runs").exists(), "nothing may be written before the data are there"
 
 
-def test_finetune_stops_before_any_work_without_data_or_weights(tmp_path):
-    proc = train_command("finetune", "--mode", "full", tmp_path=tmp_path, scale="full")
+@pytest.mark.parametrize("library", ["timm", "transformers"])
+def test_finetune_stops_before_any_work_without_data_or_weights(tmp_path, library):
+    proc = train_command("finetune", "--mode", "full", "--library", library, tmp_path=tmp_path, scale="full")
     assert proc.returncode != 0
     assert ("DataUnavailable" in proc.stderr or "WeightsUnavailable" in proc.stderr), proc.stderr[-2000:]
     assert "To fix" in proc.stderr
