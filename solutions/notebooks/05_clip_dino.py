@@ -121,10 +121,21 @@ ax.legend()
 plt.show()
 print(f"perfect pairs at temperature 1: loss {float(clip_loss(pairs_image, pairs_image, 1.0)):.2f} "
       f"(log 64 = {math.log(64):.2f}); at 0.01: {float(clip_loss(pairs_image, pairs_image, 0.01)):.2g}")
+# The floor at temperature 1: the right caption's logit is at most 1 (a cosine), and 64 unit vectors can
+# be no further apart than a regular simplex (cosine -1/63 between any two).
+print(f"the lowest loss any 64 unit embeddings can reach at temperature 1: "
+      f"log(1 + 63 exp(-1 - 1/63)) = {math.log(1 + 63 * math.exp(-1 - 1 / 63)):.2f}; with the 63 wrong captions "
+      f"orthogonal (cosine 0, as random vectors in 32 dimensions nearly are): log(63 + e) - 1 = "
+      f"{math.log(63 + math.e) - 1:.2f}")
 
 # %% [markdown]
-# At temperature 1 even perfectly matched pairs leave the loss near chance: the softmax over 64
-# logits that differ by at most 2 cannot be confident. A small temperature lets the loss reward
+# At temperature 1 even perfectly matched pairs leave the loss one nat below chance (3.19 against
+# log 64 = 4.16), and no embedding can do much better: the logits are cosines, so the right caption
+# can beat a wrong one by at most 2 and, in practice, by about 1 (64 vectors cannot all point away
+# from each other). The softmax over 64 such logits gives the right caption only e / (e + 63) = 4 %
+# of the probability, and the best any arrangement can reach is 3.17 nats. So at temperature 1 the
+# loss stops rewarding alignment almost as soon as it starts: it cannot tell a perfect model from a
+# good one. A small temperature stretches the logits (cosine / T) and lets the loss reward
 # alignment; too small, and a little noise makes it explode. That is why CLIP learns it.
 
 # %% nbgrader={"grade": true, "grade_id": "task_5_1", "locked": true, "schema_version": 3, "solution": false}
@@ -717,14 +728,116 @@ plt.show()
 #   supervised model's.
 # * On the task it was trained for, with its own head, the supervised model is hard to beat. The
 #   case for features learned without task labels is breadth: they serve tasks nobody labelled for.
-#   DINOv2 pushes this to the extreme, with no text either: its self-distillation objective (a
-#   student network matches a momentum teacher across crops of one image) has only the images to
-#   go on, so its features keep whatever distinguishes images, from object identity to part layout
-#   to depth cues, and a frozen backbone with a linear head or a k-NN vote does well on tasks from
-#   classification to segmentation (Oquab et al. 2024, sections 7.1-7.4).
+#   DINOv2 pushes this to the extreme, with no text either. It starts from DINO's self-distillation
+#   (a student network matches a momentum teacher's centred, sharpened output on another crop of
+#   the same image) and adds iBOT's masked-token loss (the student, shown an image with patches
+#   masked, predicts the teacher's output for those patch tokens), the KoLeo regulariser (spreads
+#   the features of a batch evenly), Sinkhorn-Knopp centring of the teacher (from SwAV, in place of
+#   DINO's moving-average centre) and 142 million curated images (LVD-142M); the small models are
+#   distilled from the largest. With only images to go on, its features keep whatever distinguishes
+#   images, from object identity to part layout to depth cues, and a frozen backbone with a linear
+#   head or a k-NN vote does well on tasks from classification to segmentation (Oquab et al. 2024,
+#   sections 4 and 7). This week implements none of that training, only the evaluation it is
+#   judged by (k-NN, linear probe) and, in section 8, the released ViT-S/14.
 #
 # The numbers above come from two tiny models on generated shapes; do not read them as facts about
 # CLIP or DINOv2. Section 8 compares the real models.
+#
+# ### Contrastive or masked pre-training?
+#
+# The curriculum asks how the two families of self-supervised pre-training differ. A **contrastive**
+# objective (CLIP's InfoNCE, and in spirit DINO's self-distillation across views) asks the model to
+# tell matching pairs from the other items of the batch: it learns whatever tells images (or image
+# and caption) apart, at the level of the whole image, and learns to ignore what the augmentations
+# or captions treat as "the same". A **masked** objective (MAE, He et al. 2022; BEiT; iBOT, which
+# DINOv2 adds) hides most patches and asks the model to fill them in: it must model local
+# appearance, texture and layout, with no pressure to make images of one class close. The papers
+# report the consequence: MAE's frozen features are weaker for k-NN and linear probes than
+# contrastive ones, while they fine-tune better (MAE, section 5), and DINOv2 trains with both losses
+# to get features that work frozen.
+#
+# The same question at toy size, measured: a masked autoencoder with the *same* image tower (your
+# Week 2 ViT, 2 blocks of width 64) trained for the *same* budget (600 steps of 128 images, AdamW,
+# one-cycle schedule) on the same images, with no labels and no captions. Its encoder sees a random
+# 25 % of the patches (4 of 16); a one-block decoder of width 32 predicts the pixels of the other
+# 12, each patch normalised (MAE's best target). Its features for the probes are the mean of the 16
+# patch tokens with every patch visible (MAE's CLS token gets no direct training signal).
+
+# %%
+class TinyMAE(nn.Module):
+    """A masked autoencoder (He et al. 2022) at toy size: the Week 2 ViT as encoder, on the visible patches."""
+
+    def __init__(self, mask_ratio: float = 0.75, decoder_dim: int = 32) -> None:
+        super().__init__()
+        self.encoder = VisionTransformer(**VIT, num_classes=1)  # its head is never used
+        n, d = self.encoder.num_patches, VIT["embed_dim"]
+        self.keep = round(n * (1 - mask_ratio))  # visible patches per image
+        self.decoder_embed = nn.Linear(d, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.decoder_pos = nn.Parameter(0.02 * torch.randn(1, n + 1, decoder_dim))
+        self.decoder = Block(decoder_dim, num_heads=2, mlp_ratio=2.0)
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.predict = nn.Linear(decoder_dim, VIT["patch_size"] ** 2 * 3)  # the pixels of one patch
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean squared error on the hidden patches' normalised pixels."""
+        enc, b, p = self.encoder, images.shape[0], VIT["patch_size"]
+        x = enc.patch_embed(images) + enc.pos_embed[:, 1:]  # (B, N, D): every patch, with its position
+        n, d = x.shape[1:]
+        order = torch.rand(b, n, device=x.device).argsort(dim=1)  # a random permutation of the patches per image
+        visible, hidden = order[:, :self.keep], order[:, self.keep:]  # (B, keep), (B, N - keep)
+        x = torch.gather(x, 1, visible[..., None].expand(-1, -1, d))  # (B, keep, D)
+        cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(b, -1, -1)  # (B, 1, D)
+        x = self.decoder_embed(enc.norm(enc.blocks(torch.cat([cls, x], dim=1))))  # (B, 1 + keep, d)
+        slots = visible[..., None].expand(-1, -1, x.shape[-1])
+        full = self.mask_token.expand(b, n, -1).scatter(1, slots, x[:, 1:])  # (B, N, d): mask tokens elsewhere
+        y = self.decoder(torch.cat([x[:, :1], full], dim=1) + self.decoder_pos)  # (B, 1 + N, d)
+        pred = self.predict(self.decoder_norm(y))[:, 1:]  # (B, N, P*P*3)
+        h, w = images.shape[-2] // p, images.shape[-1] // p
+        target = images.reshape(b, 3, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(b, h * w, -1)  # (B, N, P*P*3)
+        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        index = hidden[..., None].expand(-1, -1, pred.shape[-1])
+        return F.mse_loss(pred.gather(1, index), target.gather(1, index))
+
+
+@cache
+def mae_features() -> tuple[torch.Tensor, torch.Tensor]:
+    """The tiny MAE, trained on the first call; its (train, test) features: the mean of the patch tokens."""
+    mae = TinyMAE()
+    history = train(mae, lambda model, index: model.loss(x_train[index].to(DEVICE)), "tiny MAE")
+    print(f"tiny MAE: final reconstruction loss {np.mean(history['loss'][-50:]):.3f} (1.0: predicting the mean)")
+    encoder = mae.eval().encoder
+    embed = lambda images: encoder.forward_features(images)[:, 1:].mean(dim=1)  # (b, D): mean of the patch tokens
+    return (extract_features(encoder, loader(x_train, y_train), embed=embed)[0],
+            extract_features(encoder, loader(x_test, y_test), embed=embed)[0])
+
+
+def frozen_accuracy(train_features, test_features, task: str, how: str) -> float:
+    """k-NN (k = 20, T = 0.07) or linear-probe accuracy on the test set, for the shape or the colour labels."""
+    bank_y, queries_y = (y_train, y_test) if task == "shape" else (c_train, c_test)
+    if how == "k-NN":
+        return float((knn_predict(train_features, bank_y, test_features, k=20)[1] == queries_y).float().mean())
+    return float((linear_probe(train_features, bank_y, test_features).argmax(1) == queries_y).float().mean())
+
+
+mae_train, mae_test = mae_features()
+print(f"\n{'frozen features (same tower, same budget)':<46} {'shape':>7} {'colour':>7}")
+for how, label in (("k-NN", "k-NN, k=20"), ("probe", "linear probe")):
+    for name, (bank, queries) in (("supervised ViT (labels)", frozen_features("supervised ViT")[::2]),
+                                  ("tiny CLIP (contrastive, captions)", frozen_features("tiny CLIP")[::2]),
+                                  ("tiny MAE (masked, images only)", (mae_train, mae_test))):
+        print(f"{name + ', ' + label:<46} {frozen_accuracy(bank, queries, 'shape', how):>7.1%} "
+              f"{frozen_accuracy(bank, queries, 'colour', how):>7.1%}")
+
+# %% [markdown]
+# Read it against the question. The masked objective, with no labels and no captions, learned what
+# filling in patches needs: the colour is in its features (a linear probe finds most of it), the
+# shape category barely (chance is 12.5 %), because nothing in the objective asks for images of one
+# shape to be close or separable. The contrastive tiny CLIP, told by its captions which images
+# belong together, organised its features by what the captions name. That is the papers' picture in
+# miniature: masked modelling gives features to fine-tune, contrastive (or self-distillation)
+# features to use frozen, and DINOv2 trains with both. One run of each at toy size: the direction
+# of the gap carries over, not its size.
 
 # %% [markdown]
 # ## 8. The real models (when their weights are on this machine)
