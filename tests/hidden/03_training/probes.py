@@ -10,7 +10,6 @@ very same ones (it imports this file for the builders).
 """
 
 import csv
-import importlib
 import io
 import tempfile
 from pathlib import Path
@@ -77,33 +76,6 @@ def groups_by_name(kind: str, weight_decay: float, freeze: list | None = None) -
     groups = param_groups(model, weight_decay)
     return [{"names": [names.get(id(p), "<not a parameter of the model>") for p in g["params"]],
              "weight_decay": float(g["weight_decay"]), "keys": sorted(g)} for g in groups]
-
-
-# ---------------------------------------------------------------- calls that may change their inputs
-def call_keeping_inputs(target: str, args: list, kwargs: dict | None = None) -> dict:
-    """``vitcourse.<target>(*args, **kwargs)`` on copies of ``args``; what it returned and the copies
-    after the call (a function that promises not to modify its inputs must hand them back unchanged)."""
-    module, _, name = target.rpartition(".")
-    func = getattr(importlib.import_module(f"vitcourse.{module}"), name)
-    copies = [a.clone() if torch.is_tensor(a) else a for a in args]
-    result = func(*copies, **(kwargs or {}))
-    return {"result": result, "inputs": copies}
-
-
-def _cast(value, dtype: torch.dtype):
-    if torch.is_tensor(value) and value.is_floating_point():
-        return value.to(dtype)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_cast(v, dtype) for v in value)
-    return value
-
-
-def call_in_dtype(target: str, args: list, dtype: str, kwargs: dict | None = None):
-    """``vitcourse.<target>(*args, **kwargs)`` with every floating-point tensor argument cast to ``dtype``
-    here, in the worker (bfloat16 has no numpy type: it cannot cross the wire as itself)."""
-    module, _, name = target.rpartition(".")
-    func = getattr(importlib.import_module(f"vitcourse.{module}"), name)
-    return func(*_cast(list(args), getattr(torch, dtype)), **(kwargs or {}))
 
 
 # ---------------------------------------------------------------- Task 3.3: augmentation

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from vitgrade.hidden import assert_close, rand, state, tensor_meta
 
 DRAW = random.SystemRandom()  # seeds and sizes chosen by the judge, for every grading
+IN_DTYPE = "course_probes.calls:call_in_dtype"  # a call with its tensors cast in the worker (bfloat16)
+KEEPING_INPUTS = "course_probes.calls:call_keeping_inputs"  # a call, and its inputs as they are after it
 
 
 def new_seed() -> int:
@@ -279,7 +281,7 @@ def test_soft_target_cross_entropy_in_float32(student, dtype):
     returned, in float32."""
     logits = (rand(6, 9, seed=5) * 4).to(dtype)
     targets = torch.softmax(rand(6, 9, seed=6), -1).to(dtype)
-    got = student.probe("call_in_dtype", target="augment.soft_target_cross_entropy", args=[logits, targets],
+    got = student.probe(IN_DTYPE, target="augment.soft_target_cross_entropy", args=[logits, targets],
                         dtype=str(dtype).removeprefix("torch."))
     want = -(targets.float() * logits.float().log_softmax(-1)).sum(-1).mean()
     assert_scalar(got, want, f"soft_target_cross_entropy of {dtype} logits and targets, computed in float32 "
@@ -294,7 +296,7 @@ def test_soft_target_cross_entropy_in_float32(student, dtype):
 def test_mixup_formula(student):
     images, targets = rand(4, 3, 5, 6, seed=3), torch.softmax(rand(4, 7, seed=4), -1)
     perm = torch.tensor([2, 0, 3, 1])
-    res = student.probe("call_keeping_inputs", target="augment.mixup", args=[images, targets, 0.3, perm])
+    res = student.probe(KEEPING_INPUTS, target="augment.mixup", args=[images, targets, 0.3, perm])
     mixed, mixed_targets = res["result"]
     assert_close(mixed, (0.3 * images + 0.7 * images[perm]).numpy(), "mixup images: lam * x + (1 - lam) * x[perm]")
     assert_close(mixed_targets, (0.3 * targets + 0.7 * targets[perm]).numpy(),
@@ -339,7 +341,7 @@ def test_cutmix_pastes_one_box_and_mixes_targets_by_area(student):
     perm = torch.tensor([3, 4, 0, 2, 1])
     lams = [0.3, 0.6, 0.9, 0.5]
     for lam in lams:
-        res = student.probe("call_keeping_inputs", target="augment.cutmix", args=[images, targets, lam, perm],
+        res = student.probe(KEEPING_INPUTS, target="augment.cutmix", args=[images, targets, lam, perm],
                             seed=new_seed())
         mixed, mixed_targets, lam_used = res["result"]
         mixed = np.asarray(mixed)
@@ -535,7 +537,7 @@ def test_distillation_losses_in_float32(student):
              ("distill.distillation_loss", ((s, s.flip(0)), t, labels), dict(kind="soft", alpha=0.5, temperature=2.0),
               combined)]
     for target, args, kwargs, want in cases:
-        got = student.probe("call_in_dtype", target=target, args=list(args), kwargs=kwargs, dtype="bfloat16")
+        got = student.probe(IN_DTYPE, target=target, args=list(args), kwargs=kwargs, dtype="bfloat16")
         assert_scalar(got, want, f"{target.split('.')[1]} of bfloat16 logits, computed in float32", atol=1e-5,
                       rtol=1e-5)
         facts = meta_of(got, target)
