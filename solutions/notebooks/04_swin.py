@@ -35,6 +35,9 @@
 #
 # Each check prints a relative error next to the tolerance it expects. Those checks and the public
 # tests (`vitgrade check 4`) are for feedback only; the hidden tests decide the grade.
+#
+# *At SMOKE scale on the 2-core machine, imports and data take about 6 s; every section
+# states its own time (all measured 2026-12-04, under load).*
 
 # %%
 # %load_ext autoreload
@@ -83,6 +86,8 @@ NOTEBOOK_START = time.monotonic()
 # Swin-T cuts a 224 x 224 image into 4 x 4 patches: a 56 x 56 grid, 3,136 tokens in its first
 # stage. Global attention would score every pair: $N^2$ scores per head. In windows of
 # 7 x 7 = 49 tokens each token scores only its own window: $N \cdot 49$.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 print(f"{'image':>9} {'tokens N':>9} {'global N^2':>16} {'windows of 7x7: N*49':>22} {'ratio':>7}")
@@ -106,6 +111,8 @@ for side in (224, 448, 896):
 #
 # One `reshape`, one `permute`, one `reshape` each, with the shape after each line as a comment.
 # `window_size` is an int or an (h, w) pair (timm's functions take pairs).
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 x = torch.randn(2, 8, 12, 3)  # non-square, so a swapped axis shows
@@ -164,6 +171,8 @@ grade_task("4.1")
 #   $(y_i, x_i) = (i \,/\!/\, w_w,\ i \bmod w_w)$:
 #   `index[i, j] = (y_i - y_j + wh - 1) * (2 * ww - 1) + (x_i - x_j + ww - 1)`;
 # * `relative_position_bias(table, index)`: (nH, N, N), `bias[h, i, j] = table[index[i, j], h]`.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 for ws in (2, 7, (3, 5)):
@@ -212,6 +221,8 @@ grade_task("4.2")
 # `ScaledDotProductAttention` as `core`, called with `bias=` the relative bias (1, nH, N, N) plus,
 # when given, the mask. Windows arrive image-major (row b·nW + w is window w of image b), so the
 # (nW, N, N) mask repeats once per image.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 reference = randomise(timm_swin.WindowAttention(12, num_heads=3, window_size=4), seed=1)
@@ -245,6 +256,8 @@ grade_task("4.3")
 # Implement `shift_region_labels(input_resolution, window_size, shift_size)` (H, W) and
 # `shifted_window_mask(input_resolution, window_size, shift_size)` (nW, N, N): 0 within a region,
 # -100 across. The mask must equal timm's `SwinTransformerBlock(...).attn_mask`.
+#
+# *At SMOKE scale on the 2-core machine: about 2 s (measured 2026-12-04, under load).*
 
 # %%
 for resolution, ws, s in (((8, 8), 4, 2), ((14, 14), 7, 3), ((12, 12), 4, 2), ((8, 12), 4, 2)):
@@ -339,6 +352,8 @@ grade_task("4.4")
 #   there is no shift);
 # * in `forward`: norm, roll by (-S), partition, attend with the mask, reverse, roll back by (+S),
 #   residual; then the MLP half.
+#
+# *At SMOKE scale on the 2-core machine: about 2 s (measured 2026-12-04, under load).*
 
 # %%
 for resolution, ws, s in (((8, 8), 4, 0), ((14, 14), 7, 3), ((8, 12), 4, 2), ((4, 8), 4, 2)):
@@ -472,6 +487,8 @@ grade_task("4.5")
 # weights depend on it): (0, 0), (1, 0), (0, 1), (1, 1) as (row offset, column offset), i.e.
 # `[x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]]`. The reading order
 # (0, 0), (0, 1), (1, 0), (1, 1) is the natural thing to write, and wrong for timm's weights.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 for out_dim in (None, 10):
@@ -498,6 +515,8 @@ grade_task("4.6")
 # num_heads, window_size, ...)`: `patch_embed` (given: Week 2's embedding plus a LayerNorm, as a
 # map), `layers` (the stages), `norm` on every token of the last map, `head` (given: the average
 # over the map, then `fc`). timm's layout exactly, so timm's state dict loads with `strict=True`.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 tiny = dict(img_size=32, patch_size=2, embed_dim=24, depths=(2, 2, 2), num_heads=(2, 4, 8), window_size=4,
@@ -540,6 +559,8 @@ grade_task("4.7")
 # for (pytorch/pytorch#195460), so a bare `FlopCounterMode` counts ViT-S's attention products as 0 on
 # the CPU (and correctly on a GPU). `vitcourse.profiling` adds the formula; the last line of the cell
 # shows the difference.
+#
+# *At SMOKE scale on the 2-core machine: about 5 s (measured 2026-12-04, under load).*
 
 # %%
 REPEATS = SCALE.pick(smoke=2, full=10)
@@ -649,6 +670,8 @@ print(f"global QK^T + AV (4 N^2 D) outgrow qkv + proj (8 N D^2) once N > 2D = {2
 # course's full training loop. SMOKE trains briefly on the offline digits, one seed per model
 # (`SEEDS = (0, 1, 2)` repeats it over seeds, as the week's README does); FULL on CIFAR-10 with
 # larger models and three seeds.
+#
+# *At SMOKE scale on the 2-core machine: about 52 s (measured 2026-12-04, under load).*
 
 # %%
 data = load_dataset(SCALE.pick(smoke="digits", full="cifar10"))
@@ -761,6 +784,8 @@ print(format_profiles(rows + small_rows))
 # accuracies from the short runs above, on the data they name, with the seeds they name). It is a summary of
 # what you measured plus what the papers report, not a benchmark: rerun at FULL scale before you
 # quote a number.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 # asked again, not reused: an unfinished task stops this cell with its own message
