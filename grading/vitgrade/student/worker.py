@@ -11,6 +11,7 @@ decides a score: the grader's process compares what comes back.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import inspect
 import json
 import os
@@ -79,9 +80,45 @@ def load_probes(probe_dir: str | None) -> dict[str, Callable]:
     return table
 
 
+class ImportRule(importlib.abc.MetaPathFinder):
+    """The week's import rule, said where it is broken: an import asked for by the student's
+    package (directly, through ``importlib`` or through ``exec``) of a package the week does not
+    allow fails with the rule in words and the package's name. It only words the refusal: at
+    isolation levels root and userns such a package is not in the process's file view at all, and
+    the judge checks the submitted sources for the same rule (:mod:`vitgrade.judging.imports`).
+    Imports that a library makes for itself (torch loading its own dependencies) are left alone."""
+
+    def __init__(self, allowed: list[str], rule: str, root: str) -> None:
+        self.allowed = set(allowed) | set(sys.stdlib_module_names) | {PACKAGE}
+        self.rule = rule
+        self.root = root
+
+    def _asked_by_student(self) -> bool:
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if name.startswith(self.root):
+                return True
+            machinery = name.startswith("<") or name.startswith(IMPORTLIB)
+            if not machinery:
+                return False  # a library, or the grader's probe code
+            frame = frame.f_back
+        return False
+
+    def find_spec(self, fullname: str, path=None, target=None):  # noqa: ANN001 - importlib's signature
+        top = fullname.partition(".")[0]
+        if top in self.allowed or not self._asked_by_student():
+            return None  # the ordinary finders decide
+        raise ModuleNotFoundError(f"'{top}' may not be imported here: {self.rule}", name=fullname)
+
+
+IMPORTLIB = os.path.dirname(importlib.__file__)
+
+
 def serve(root: str, req_fd: int, rep_fd: int, inbox: str, channel: str, probe_dir: str | None,
-          threads: int) -> None:
-    """Answer requests until the request pipe closes."""
+          threads: int, imports: dict | None = None) -> None:
+    """Answer requests until the request pipe closes. ``imports``: the week's import rule
+    (``{"allowed": [...], "rule": "..."}``, see :class:`ImportRule`)."""
     root = str(Path(root).resolve())
     if probe_dir:
         sys.path.insert(0, probe_dir)  # week_probes, course_probes (copied from the hidden suite)
@@ -90,6 +127,8 @@ def serve(root: str, req_fd: int, rep_fd: int, inbox: str, channel: str, probe_d
     from vitgrade.student import wire
 
     probes = load_probes(probe_dir)
+    if imports is not None:
+        sys.meta_path.insert(0, ImportRule(imports["allowed"], imports["rule"], root))
     sys.path.insert(0, root)  # the student's package: importable only from here on
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
