@@ -25,7 +25,7 @@
 # `vitcourse/swin.py` next to this notebook), with timm's names, so timm's
 # `timm.models.swin_transformer` is the reference you are checked against, weight for weight.
 # Then you measure what the windows buy: parameters, FLOPs, latency and memory against a ViT, and
-# a short training run of both.
+# a short training run of a ViT, a Swin of the same size and a two-stage Swin.
 #
 # Your window attention calls your **Week 1** `ScaledDotProductAttention` (its additive `bias`
 # argument carries the relative position bias and the mask), and the model reuses Week 2's `Mlp`
@@ -656,7 +656,7 @@ print(f"global QK^T + AV (4 N^2 D) outgrow qkv + proj (8 N D^2) once N > 2D = {2
       f"on here; at 1792px they cost {cost['global'][-1] / cost['window'][-1]:.0f}x the windowed ones")
 
 # %% [markdown]
-# ## 10. Train both with one recipe
+# ## 10. Train them with one recipe
 #
 # Three models trained with the *same* recipe and budget: a ViT (Week 2's `VisionTransformer`);
 # a one-stage Swin of the same width, depth and tokens (so the same size: what differs is windowed

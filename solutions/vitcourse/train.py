@@ -391,9 +391,12 @@ def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.M
     code), that run read back instead of training again: the trained weights, the history and the wall and
     CPU time it took (``result.cached`` says which). Deterministic on the CPU, so nothing is lost but time.
 
-    On a new run the folder's earlier files (``metrics.csv``, ``checkpoint.pt``, ``model.pt``, TensorBoard
-    events, ``run.json``) are removed first, so its curves are this run's only.
+    A new run trains in a temporary folder next to ``out_dir`` and replaces the folder's earlier files
+    (``metrics.csv``, ``checkpoint.pt``, ``model.pt``, TensorBoard events, ``run.json``) only when it has
+    finished: its curves are this run's only, and a run that fails (an unfinished task, an interruption)
+    leaves the earlier run in place.
     """
+    import shutil
     import tempfile
 
     out = Path(out_dir)
@@ -409,21 +412,24 @@ def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.M
                              threads=record["threads"])
     except (OSError, ValueError, KeyError, RuntimeError):
         pass  # nothing usable there: train
-    out.mkdir(parents=True, exist_ok=True)
-    for name in _RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for events in out.glob("events.out.tfevents.*"):
-        events.unlink()
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fit(recipe, data, teacher=teacher, out_dir=out, seed=seed, progress=progress)
-    result.wall_seconds, result.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
-    result.threads = torch.get_num_threads()
-    record = {"recipe": recipe.name, "fingerprint": fingerprint, "history": result.history, "seconds": result.seconds,
-              "wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds, "threads": result.threads,
-              "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-    with tempfile.NamedTemporaryFile("w", dir=out, suffix=".tmp", delete=False) as f:
-        json.dump(record, f)
-    os.replace(f.name, out / RUN_RECORD)  # written last, whole: a run is either recorded or not at all
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-training-", dir=out.parent))
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fit(recipe, data, teacher=teacher, out_dir=work, seed=seed, progress=progress)
+        result.wall_seconds, result.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+        result.threads = torch.get_num_threads()
+        record = {"recipe": recipe.name, "fingerprint": fingerprint, "history": result.history,
+                  "seconds": result.seconds, "wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,
+                  "threads": result.threads, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+        (work / RUN_RECORD).write_text(json.dumps(record))
+        out.mkdir(parents=True, exist_ok=True)
+        for old in [*(out / name for name in _RUN_FILES), *out.glob("events.out.tfevents.*")]:
+            old.unlink(missing_ok=True)
+        for new in sorted(work.iterdir(), key=lambda p: p.name == RUN_RECORD):  # run.json last: recorded or not
+            os.replace(new, out / new.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return result
 
 

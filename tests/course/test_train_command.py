@@ -119,13 +119,28 @@ assert not other.cached, "another recipe is another run"
 rows = open("run/metrics.csv").read().splitlines()
 assert rows[0] == "step,tag,value" and rows.count("step,tag,value") == 1, "one run's rows only"
 assert fit_cached(dataclasses.replace(recipe, lr=recipe.lr / 2), data, "run", progress=False).cached
+import vitcourse.train as train_module
+
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt("stopped half-way")
+
+train_module.fit = interrupted
+try:
+    fit_cached(dataclasses.replace(recipe, lr=recipe.lr / 4), data, "run", progress=False)
+except KeyboardInterrupt:
+    pass
+import os
+assert sorted(p for p in os.listdir(".") if p != "data") == ["run"], "no training folder is left behind"
+assert fit_cached(dataclasses.replace(recipe, lr=recipe.lr / 2), data, "run", progress=False).cached, \
+    "a run that fails leaves the earlier run in place"
 print("ok")
 """
 
 
 def test_fit_cached_reads_back_only_the_same_run(tmp_path):
     """The Week 3 notebook trains each recipe once per code version: the same recipe, data, teacher and code are
-    read back (weights, history and the original timings); anything else trains again into a clean folder."""
+    read back (weights, history and the original timings); anything else trains again, and replaces the folder's
+    run only when it finishes (a student notebook failing on a stub must not wipe the reference's run)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(weeks.SOLUTIONS), str(weeks.GRADING)]), VIT_OFFLINE="1",
                VIT_DATA_DIR=str(tmp_path / "data"), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", CACHE_CHECK], cwd=tmp_path, env=env, capture_output=True, text=True,
