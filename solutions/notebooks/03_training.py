@@ -331,7 +331,7 @@ def tiny_run(epochs, resume_from=None, save_to=None, seed=0):
         return lam * images + (1 - lam) * images[perm], lam * onehot + (1 - lam) * onehot[perm]
 
     def recorded(images, outputs, targets):  # the criterion, remembering every loss
-        loss = -(targets * outputs.log_softmax(-1)).sum(-1).mean()
+        loss = -(targets * F.log_softmax(outputs, dim=-1)).sum(dim=-1).mean()  # cross-entropy on soft targets
         losses.append(float(loss.detach()))
         return loss
 
