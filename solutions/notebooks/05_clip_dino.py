@@ -30,6 +30,9 @@
 #
 # Each check prints a relative error next to the tolerance it expects. Those checks and the public
 # tests (`vitgrade check 5`) are for feedback only; the hidden tests decide the grade.
+#
+# *At SMOKE scale on the 2-core machine, imports and data take about 8 s; every section
+# states its own time (all measured 2026-12-04, under load).*
 
 # %%
 # %load_ext autoreload
@@ -88,6 +91,8 @@ NOTEBOOK_START = time.monotonic()
 # `ClipLoss` expects unit vectors from its towers; yours may get any scale), divide by the
 # temperature, average the two directions, and accept a temperature that is a tensor with a
 # gradient: section 2 learns it.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 image, text = 3 * torch.randn(8, 16), 0.5 * torch.randn(8, 16)  # any scale: clip_loss normalises
@@ -121,10 +126,21 @@ ax.legend()
 plt.show()
 print(f"perfect pairs at temperature 1: loss {float(clip_loss(pairs_image, pairs_image, 1.0)):.2f} "
       f"(log 64 = {math.log(64):.2f}); at 0.01: {float(clip_loss(pairs_image, pairs_image, 0.01)):.2g}")
+# The floor at temperature 1: the right caption's logit is at most 1 (a cosine), and 64 unit vectors can
+# be no further apart than a regular simplex (cosine -1/63 between any two).
+print(f"the lowest loss any 64 unit embeddings can reach at temperature 1: "
+      f"log(1 + 63 exp(-1 - 1/63)) = {math.log(1 + 63 * math.exp(-1 - 1 / 63)):.2f}; with the 63 wrong captions "
+      f"orthogonal (cosine 0, as random vectors in 32 dimensions nearly are): log(63 + e) - 1 = "
+      f"{math.log(63 + math.e) - 1:.2f}")
 
 # %% [markdown]
-# At temperature 1 even perfectly matched pairs leave the loss near chance: the softmax over 64
-# logits that differ by at most 2 cannot be confident. A small temperature lets the loss reward
+# At temperature 1 even perfectly matched pairs leave the loss one nat below chance (3.19 against
+# log 64 = 4.16), and no embedding can do much better: the logits are cosines, so the right caption
+# can beat a wrong one by at most 2 and, in practice, by about 1 (64 vectors cannot all point away
+# from each other). The softmax over 64 such logits gives the right caption only e / (e + 63) = 4 %
+# of the probability, and the best any arrangement can reach is 3.17 nats. So at temperature 1 the
+# loss stops rewarding alignment almost as soon as it starts: it cannot tell a perfect model from a
+# good one. A small temperature stretches the logits (cosine / T) and lets the loss reward
 # alignment; too small, and a little noise makes it explode. That is why CLIP learns it.
 
 # %% nbgrader={"grade": true, "grade_id": "task_5_1", "locked": true, "schema_version": 3, "solution": false}
@@ -149,6 +165,8 @@ grade_task("5.1")
 #
 # The captions contain the shape's name, so the tiny CLIP is not label-free the way DINOv2 is; it
 # is *language*-supervised. What it learns from the captions is what this section is about.
+#
+# *At SMOKE scale on the 2-core machine: about 65 s (measured 2026-12-04, under load).*
 
 # %%
 N_TRAIN, N_TEST = SCALE.pick(smoke=2000, full=10_000), SCALE.pick(smoke=500, full=2000)
@@ -362,6 +380,8 @@ plt.show()
 # First a model whose features you can write down, so the check needs nothing trained: it flattens
 # each image and applies dropout, which eval mode must switch off. The loader shuffles, so row $n$ of
 # the features must be the image whose label sits in row $n$ of the labels.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 def loader(x: torch.Tensor, y: torch.Tensor, shuffle: bool = False) -> DataLoader:
@@ -422,6 +442,8 @@ grade_task("5.2")
 # Implement `zero_shot_weights(encode_text, classnames, templates)` and `zero_shot_predict` in
 # `zeroshot.py`; the check compares your weights with open_clip's own `build_zero_shot_classifier`
 # (which returns the transpose, (E, K)) on the tiny CLIP.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 class OpenClipView:
@@ -559,6 +581,8 @@ grade_task("5.3")
 #
 # The checks compare it with the definition written as a loop, one query and one neighbour at a time:
 # first on random features, which needs nothing trained, then on the tiny CLIP's.
+#
+# *At SMOKE scale on the 2-core machine: about 1 s (measured 2026-12-04, under load).*
 
 # %%
 def knn_by_hand(bank, labels, query, k, temperature, num_classes) -> torch.Tensor:
@@ -618,6 +642,8 @@ grade_task("5.4")
 # full-batch with AdamW, and return the test logits. Because nothing comes from the test set, a test
 # image's logits cannot depend on which other images are in the test set; the checks test exactly that,
 # first on random features (nothing trained needed), then on the supervised ViT's.
+#
+# *At SMOKE scale on the 2-core machine: about 3 s (measured 2026-12-04, under load).*
 
 # %%
 toy = torch.Generator().manual_seed(0)
@@ -656,6 +682,8 @@ grade_task("5.5")
 #
 # The same 500 test images (at FULL scale 2,000), two label sets: the shape, which the supervised
 # model was trained on, and the colour, which neither model was trained to predict.
+#
+# *At SMOKE scale on the 2-core machine: about 43 s (measured 2026-12-04, under load).*
 
 # %%
 rows = [("supervised ViT: its own head", head_accuracy(), None)]
@@ -717,14 +745,116 @@ plt.show()
 #   supervised model's.
 # * On the task it was trained for, with its own head, the supervised model is hard to beat. The
 #   case for features learned without task labels is breadth: they serve tasks nobody labelled for.
-#   DINOv2 pushes this to the extreme, with no text either: its self-distillation objective (a
-#   student network matches a momentum teacher across crops of one image) has only the images to
-#   go on, so its features keep whatever distinguishes images, from object identity to part layout
-#   to depth cues, and a frozen backbone with a linear head or a k-NN vote does well on tasks from
-#   classification to segmentation (Oquab et al. 2024, sections 7.1-7.4).
+#   DINOv2 pushes this to the extreme, with no text either. It starts from DINO's self-distillation
+#   (a student network matches a momentum teacher's centred, sharpened output on another crop of
+#   the same image) and adds iBOT's masked-token loss (the student, shown an image with patches
+#   masked, predicts the teacher's output for those patch tokens), the KoLeo regulariser (spreads
+#   the features of a batch evenly), Sinkhorn-Knopp centring of the teacher (from SwAV, in place of
+#   DINO's moving-average centre) and 142 million curated images (LVD-142M); the small models are
+#   distilled from the largest. With only images to go on, its features keep whatever distinguishes
+#   images, from object identity to part layout to depth cues, and a frozen backbone with a linear
+#   head or a k-NN vote does well on tasks from classification to segmentation (Oquab et al. 2024,
+#   sections 4 and 7). This week implements none of that training, only the evaluation it is
+#   judged by (k-NN, linear probe) and, in section 8, the released ViT-S/14.
 #
 # The numbers above come from two tiny models on generated shapes; do not read them as facts about
 # CLIP or DINOv2. Section 8 compares the real models.
+#
+# ### Contrastive or masked pre-training?
+#
+# The curriculum asks how the two families of self-supervised pre-training differ. A **contrastive**
+# objective (CLIP's InfoNCE, and in spirit DINO's self-distillation across views) asks the model to
+# tell matching pairs from the other items of the batch: it learns whatever tells images (or image
+# and caption) apart, at the level of the whole image, and learns to ignore what the augmentations
+# or captions treat as "the same". A **masked** objective (MAE, He et al. 2022; BEiT; iBOT, which
+# DINOv2 adds) hides most patches and asks the model to fill them in: it must model local
+# appearance, texture and layout, with no pressure to make images of one class close. The papers
+# report the consequence: MAE's frozen features are weaker for k-NN and linear probes than
+# contrastive ones, while they fine-tune better (MAE, section 5), and DINOv2 trains with both losses
+# to get features that work frozen.
+#
+# The same question at toy size, measured: a masked autoencoder with the *same* image tower (your
+# Week 2 ViT, 2 blocks of width 64) trained for the *same* budget (600 steps of 128 images, AdamW,
+# one-cycle schedule) on the same images, with no labels and no captions. Its encoder sees a random
+# 25 % of the patches (4 of 16); a one-block decoder of width 32 predicts the pixels of the other
+# 12, each patch normalised (MAE's best target). Its features for the probes are the mean of the 16
+# patch tokens with every patch visible (MAE's CLS token gets no direct training signal).
+
+# %%
+class TinyMAE(nn.Module):
+    """A masked autoencoder (He et al. 2022) at toy size: the Week 2 ViT as encoder, on the visible patches."""
+
+    def __init__(self, mask_ratio: float = 0.75, decoder_dim: int = 32) -> None:
+        super().__init__()
+        self.encoder = VisionTransformer(**VIT, num_classes=1)  # its head is never used
+        n, d = self.encoder.num_patches, VIT["embed_dim"]
+        self.keep = round(n * (1 - mask_ratio))  # visible patches per image
+        self.decoder_embed = nn.Linear(d, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.decoder_pos = nn.Parameter(0.02 * torch.randn(1, n + 1, decoder_dim))
+        self.decoder = Block(decoder_dim, num_heads=2, mlp_ratio=2.0)
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.predict = nn.Linear(decoder_dim, VIT["patch_size"] ** 2 * 3)  # the pixels of one patch
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean squared error on the hidden patches' normalised pixels."""
+        enc, b, p = self.encoder, images.shape[0], VIT["patch_size"]
+        x = enc.patch_embed(images) + enc.pos_embed[:, 1:]  # (B, N, D): every patch, with its position
+        n, d = x.shape[1:]
+        order = torch.rand(b, n, device=x.device).argsort(dim=1)  # a random permutation of the patches per image
+        visible, hidden = order[:, :self.keep], order[:, self.keep:]  # (B, keep), (B, N - keep)
+        x = torch.gather(x, 1, visible[..., None].expand(-1, -1, d))  # (B, keep, D)
+        cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(b, -1, -1)  # (B, 1, D)
+        x = self.decoder_embed(enc.norm(enc.blocks(torch.cat([cls, x], dim=1))))  # (B, 1 + keep, d)
+        slots = visible[..., None].expand(-1, -1, x.shape[-1])
+        full = self.mask_token.expand(b, n, -1).scatter(1, slots, x[:, 1:])  # (B, N, d): mask tokens elsewhere
+        y = self.decoder(torch.cat([x[:, :1], full], dim=1) + self.decoder_pos)  # (B, 1 + N, d)
+        pred = self.predict(self.decoder_norm(y))[:, 1:]  # (B, N, P*P*3)
+        h, w = images.shape[-2] // p, images.shape[-1] // p
+        target = images.reshape(b, 3, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(b, h * w, -1)  # (B, N, P*P*3)
+        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+        index = hidden[..., None].expand(-1, -1, pred.shape[-1])
+        return F.mse_loss(pred.gather(1, index), target.gather(1, index))
+
+
+@cache
+def mae_features() -> tuple[torch.Tensor, torch.Tensor]:
+    """The tiny MAE, trained on the first call; its (train, test) features: the mean of the patch tokens."""
+    mae = TinyMAE()
+    history = train(mae, lambda model, index: model.loss(x_train[index].to(DEVICE)), "tiny MAE")
+    print(f"tiny MAE: final reconstruction loss {np.mean(history['loss'][-50:]):.3f} (1.0: predicting the mean)")
+    encoder = mae.eval().encoder
+    embed = lambda images: encoder.forward_features(images)[:, 1:].mean(dim=1)  # (b, D): mean of the patch tokens
+    return (extract_features(encoder, loader(x_train, y_train), embed=embed)[0],
+            extract_features(encoder, loader(x_test, y_test), embed=embed)[0])
+
+
+def frozen_accuracy(train_features, test_features, task: str, how: str) -> float:
+    """k-NN (k = 20, T = 0.07) or linear-probe accuracy on the test set, for the shape or the colour labels."""
+    bank_y, queries_y = (y_train, y_test) if task == "shape" else (c_train, c_test)
+    if how == "k-NN":
+        return float((knn_predict(train_features, bank_y, test_features, k=20)[1] == queries_y).float().mean())
+    return float((linear_probe(train_features, bank_y, test_features).argmax(1) == queries_y).float().mean())
+
+
+mae_train, mae_test = mae_features()
+print(f"\n{'frozen features (same tower, same budget)':<50} {'shape':>7} {'colour':>7}")
+for how, label in (("k-NN", "k-NN, k=20"), ("probe", "linear probe")):
+    for name, (bank, queries) in (("supervised ViT (labels)", frozen_features("supervised ViT")[::2]),
+                                  ("tiny CLIP (contrastive, captions)", frozen_features("tiny CLIP")[::2]),
+                                  ("tiny MAE (masked, images only)", (mae_train, mae_test))):
+        print(f"{name + ', ' + label:<50} {frozen_accuracy(bank, queries, 'shape', how):>7.1%} "
+              f"{frozen_accuracy(bank, queries, 'colour', how):>7.1%}")
+
+# %% [markdown]
+# Read it against the question. The masked objective, with no labels and no captions, learned what
+# filling in patches needs: the colour is in its features (a linear probe finds most of it), the
+# shape category barely (chance is 12.5 %), because nothing in the objective asks for images of one
+# shape to be close or separable. The contrastive tiny CLIP, told by its captions which images
+# belong together, organised its features by what the captions name. That is the papers' picture in
+# miniature: masked modelling gives features to fine-tune, contrastive (or self-distillation)
+# features to use frozen, and DINOv2 trains with both. One run of each at toy size: the direction
+# of the gap carries over, not its size.
 
 # %% [markdown]
 # ## 8. The real models (when their weights are on this machine)
@@ -736,6 +866,8 @@ plt.show()
 # `PRETRAINED_DOWNLOAD = True` below on a machine with internet. A model that is missing is skipped
 # with a message at SMOKE scale (random weights would only produce meaningless numbers) and is an
 # error at FULL scale.
+#
+# *At SMOKE scale on the 2-core machine: under a second (measured 2026-12-04, under load).*
 
 # %%
 PRETRAINED_DOWNLOAD = SCALE.pick(smoke=False, full=True)

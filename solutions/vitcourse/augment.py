@@ -26,7 +26,8 @@ from torch import Tensor
 
 
 def one_hot(labels: Tensor, num_classes: int, smoothing: float = 0.0) -> Tensor:
-    """(B,) int64 labels -> (B, K) float32 soft targets, label-smoothed.
+    """(B,) integer labels (int64, or any integer dtype a loader yields: int32, uint8) -> (B, K) float32
+    soft targets on the labels' device, label-smoothed.
 
     The true class gets ``1 - smoothing + smoothing / K``, every other class ``smoothing / K``; rows
     sum to 1. ``smoothing=0`` gives the plain one-hot rows.
@@ -46,8 +47,9 @@ def soft_target_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
         targets: (B, K), rows summing to 1.
 
     Returns:
-        a 0-d tensor. With ``targets = one_hot(y, K, eps)`` it equals
-        ``F.cross_entropy(logits, y, label_smoothing=eps)``.
+        a float32 0-d tensor, computed in float32 whatever the dtype of the logits (bfloat16 under
+        autocast: its 8-bit mantissa would cost the loss about three significant digits). With
+        ``targets = one_hot(y, K, eps)`` it equals ``F.cross_entropy(logits, y, label_smoothing=eps)``.
     """
     ### BEGIN SOLUTION [Week 3 · Task 3.3]
     log_probs = logits.float().log_softmax(dim=-1)  # (B, K), in float32 even under autocast
@@ -66,7 +68,7 @@ def mixup(images: Tensor, targets: Tensor, lam: float, perm: Tensor) -> tuple[Te
 
     Returns:
         (lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]); new
-        tensors, the inputs are not modified.
+        tensors, the inputs are not modified (the caller may still need the clean batch).
     """
     ### BEGIN SOLUTION [Week 3 · Task 3.3]
     mixed = lam * images + (1.0 - lam) * images[perm]  # (B, C, H, W)
@@ -81,9 +83,10 @@ def cutmix_box(height: int, width: int, lam: float, generator: torch.Generator |
     The box is ``cut_h = int(height * sqrt(1 - lam))`` by ``cut_w = int(width * sqrt(1 - lam))`` pixels,
     so its area is about ``(1 - lam) * height * width``. Its centre ``(cy, cx)`` is uniform over the
     pixels: ``cy = torch.randint(0, height, (1,), generator=generator)``, then ``cx`` likewise over
-    ``width``. Then ``top = cy - cut_h // 2``, ``bottom = cy + (cut_h + 1) // 2`` (so an unclipped box
-    has exactly cut_h rows), likewise for the columns, and all four are clipped to the image
-    (0..height, 0..width). A box near the border is therefore smaller than cut_h x cut_w.
+    ``width``, both from ``generator`` (torch's global generator when it is None, and only then).
+    Then ``top = cy - cut_h // 2``, ``bottom = cy + (cut_h + 1) // 2`` (so an unclipped box has exactly
+    cut_h rows), likewise for the columns, and all four are clipped to the image (0..height, 0..width).
+    A box near the border is therefore smaller than cut_h x cut_w.
 
     Returns:
         four Python ints.

@@ -48,8 +48,8 @@ def soft_distillation_loss(student_logits: Tensor, teacher_logits: Tensor, tempe
         temperature: T > 0.
 
     Returns:
-        a 0-d tensor: the sum over classes of p_t * (log p_t - log p_s), averaged over the B samples,
-        times T^2.
+        a float32 0-d tensor: the sum over classes of p_t * (log p_t - log p_s), averaged over the B
+        samples, times T^2; computed in float32 whatever the logits' dtype (bfloat16 under autocast).
     """
     ### BEGIN SOLUTION [Week 3 · Task 3.4]
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)  # (B, K)
@@ -67,7 +67,8 @@ def hard_distillation_loss(student_logits: Tensor, teacher_logits: Tensor) -> Te
         teacher_logits: (B, K).
 
     Returns:
-        a 0-d tensor, ``F.cross_entropy(student_logits, teacher_logits.argmax(-1))``.
+        a float32 0-d tensor, ``F.cross_entropy(student_logits, teacher_logits.argmax(-1))`` computed in
+        float32 whatever the logits' dtype.
     """
     ### BEGIN SOLUTION [Week 3 · Task 3.4]
     return F.cross_entropy(student_logits.float(), teacher_logits.detach().argmax(dim=-1))
@@ -87,6 +88,9 @@ def distillation_loss(outputs: Tensor | tuple[Tensor, Tensor], teacher_logits: T
         kind: "soft" (:func:`soft_distillation_loss` at ``temperature``) or "hard"
             (:func:`hard_distillation_loss`).
         alpha: the teacher's weight, in [0, 1].
+
+    Returns:
+        a float32 0-d tensor (every term in float32, as above).
 
     Raises:
         ValueError: for any other ``kind``.

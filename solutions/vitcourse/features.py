@@ -32,11 +32,12 @@ def extract_features(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
             ``model`` itself. Pass e.g. ``clip.encode_image`` or
             ``lambda x: dinov2(pixel_values=x).pooler_output``.
         device: where the images are sent (None: the device of the model's first parameter, CPU
-            for a model without parameters).
+            for a model without parameters, such as a fixed feature map).
         progress: show a tqdm progress bar over the batches.
 
     Returns:
-        features (N, D) float32 on the CPU, not requiring grad, and labels (N,) int64 on the CPU:
+        features (N, D) float32 on the CPU whatever dtype the model computes in (float16, float64),
+        not requiring grad, and labels (N,) int64 on the CPU whatever integer dtype the loader yields:
         row n of both comes from the same image (the labels are the ones the loader yielded with
         the images, so a shuffling loader stays aligned).
     """

@@ -41,7 +41,10 @@ def knn_predict(train_features: Tensor, train_labels: Tensor, test_features: Ten
             matrix fits in memory; the result does not depend on it.
 
     Returns:
-        scores (M, K) float: the summed weights exp(s / T) of the k neighbours in each class.
+        scores (M, K) float32: the summed weights exp(s / T) of the k neighbours in each class,
+        computed in float32 whatever the features' dtype (float16 features from a model under
+        autocast would overflow: exp(0.99 / 0.07) = 1.4e6, float16 stops at 65504). K columns
+        even when some class has no image in the bank (it scores 0).
         preds (M,) int64: ``scores.argmax(dim=1)``.
 
     Raises:

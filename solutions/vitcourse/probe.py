@@ -28,7 +28,8 @@ def linear_probe(train_features: Tensor, train_labels: Tensor, test_features: Te
         train_features: (N, D).
         train_labels: (N,) int64 in 0 .. K-1.
         test_features: (M, D).
-        num_classes: K (None: ``train_labels.max() + 1``).
+        num_classes: K (None: ``train_labels.max() + 1``, so a class absent from the training labels
+            still has its output).
         steps: full-batch optimisation steps (AdamW on the cross-entropy of all N features). With the
             defaults (which the hidden tests use) linearly separable features are learned to >= 95 %.
         lr, weight_decay: AdamW's.
@@ -37,6 +38,10 @@ def linear_probe(train_features: Tensor, train_labels: Tensor, test_features: Te
     Returns:
         (M, K) logits of the trained classifier on the test features, standardised with the
         training features' per-dimension mean and standard deviation (std + 1e-6). No graph.
+
+    It trains whether or not the caller has autograd switched on: called inside ``torch.no_grad()``
+    (say, next to a frozen feature extraction) it still learns (``torch.enable_grad()`` around the
+    training steps).
     """
     ### BEGIN SOLUTION [Week 5 · Task 5.5]
     num_classes = int(train_labels.max()) + 1 if num_classes is None else num_classes
@@ -48,11 +53,12 @@ def linear_probe(train_features: Tensor, train_labels: Tensor, test_features: Te
     torch.manual_seed(seed)
     classifier = nn.Linear(x_train.shape[1], num_classes)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(steps):
-        loss = F.cross_entropy(classifier(x_train), train_labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    with torch.enable_grad():  # the caller may be inside torch.no_grad()
+        for _ in range(steps):
+            loss = F.cross_entropy(classifier(x_train), train_labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     with torch.no_grad():
         return classifier(x_test)  # (M, K)
     ### END SOLUTION

@@ -47,9 +47,12 @@ from vitcourse.attention import ScaledDotProductAttention
 from vitcourse.patches import PatchEmbedding
 from vitcourse.vit import Mlp, init_vit_weights, to_2tuple
 
-# Added to the scores of token pairs from different regions of a shifted window (the original
-# code's value). exp(-100) ~ 4e-44: such pairs get zero weight in float32 without the NaN that
-# -inf would give, and the bias table (values of order 1) cannot undo it.
+# Added to the scores of token pairs from different regions of a shifted window: the original
+# code's value (Swin's masked_fill(attn_mask != 0, float(-100.0))). Any large negative number
+# works: every row keeps at least one unmasked entry (each token shares a region with itself),
+# so -inf would not give NaN here either. A masked pair's weight is at most exp(-100 + Δ) times an
+# unmasked one's, Δ the difference of their scores (which the bias table, of order 1, barely
+# moves): 3.8e-44 in float32 at Δ = 0, exactly 0 in float16 and bfloat16.
 SHIFT_MASK_VALUE = -100.0
 
 WindowSize = int | tuple[int, int]
@@ -467,6 +470,9 @@ class SwinTransformerStage(nn.Module):
         depth: number of blocks.
         downsample: whether the stage starts with patch merging.
         num_heads, window_size, mlp_ratio, qkv_bias, dropout: for every block.
+
+    Raises:
+        ValueError: without downsampling, when out_dim differs from dim.
     """
 
     def __init__(self, dim: int, out_dim: int, input_resolution: tuple[int, int], depth: int,

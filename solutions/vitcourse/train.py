@@ -46,7 +46,7 @@ from vitcourse.augment import MixupCutmix
 from vitcourse.batches import DeviceBatches, RandAugmentBatch, channel_stats, compose, random_hflip, random_shift
 from vitcourse.distill import DistillationLoss, DistilledVisionTransformer
 from vitcourse.finetune import count_parameters, prepare_finetune
-from vitcourse.models import ConvNet, finetune_model
+from vitcourse.models import ConvNet, finetune_model, hf_finetune_model
 from vitcourse.optim import make_adamw
 from vitcourse.scale import SCALE
 from vitcourse.schedules import warmup_cosine_scheduler
@@ -248,6 +248,10 @@ class FitResult:
     history: list[dict[str, float]]
     recipe: Recipe
     seconds: float  # wall time of the training epochs (evaluations included, start-up excluded)
+    cached: bool = False  # read back by fit_cached() from an earlier run of the same code, not trained now
+    wall_seconds: float = float("nan")  # fit_cached(): the whole run's wall and CPU time, and torch's threads
+    cpu_seconds: float = float("nan")
+    threads: int = 0
 
     @property
     def test_acc(self) -> float:
@@ -346,6 +350,89 @@ def fit(recipe: Recipe, data: Data | None = None, *, runtime: Runtime | None = N
     return FitResult(model, history, recipe, elapsed)
 
 
+# ---------------------------------------------------------------------------- a run, trained once
+RUN_RECORD = "run.json"  # in a fit_cached() folder: what was trained, with which code, and what it gave
+_RUN_FILES = ("metrics.csv", "checkpoint.pt", "model.pt", RUN_RECORD)
+
+
+def _digest(*parts: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            h.update(str((part.dtype, tuple(part.shape))).encode())
+            flat = part.detach().cpu().contiguous().reshape(-1)  # a 0-d tensor cannot be viewed as bytes
+            h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def run_fingerprint(recipe: Recipe, data: Data, teacher: nn.Module | None = None, seed: int = 0) -> str:
+    """What decides a ``fit``: the recipe, the seed, the data (every image and label), the teacher's weights,
+    the torch version and the source of every module of the ``vitcourse`` package loaded in this process
+    (everything ``fit`` can run, and a little more: a change to any of them, the student's own code included,
+    means a new run; another week's module that was never imported does not)."""
+    loaded = {m.__file__ for name, m in list(sys.modules.items())
+              if (name == "vitcourse" or name.startswith("vitcourse.")) and getattr(m, "__file__", None)}
+    code = [(Path(f).name, Path(f).read_bytes()) for f in sorted(loaded)]
+    teacher_state = [] if teacher is None else [v for _, v in sorted(teacher.state_dict().items())]
+    return _digest(asdict(recipe), seed, torch.__version__, data.source, data.x_train, data.y_train, data.x_test,
+                   data.y_test, *teacher_state, *[name for name, _ in code], *[text for _, text in code])
+
+
+def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.Module | None = None, seed: int = 0,
+               progress: bool = True) -> FitResult:
+    """``fit(recipe, data, ...)`` into ``out_dir``, or, when ``out_dir`` already holds a finished ``fit`` of
+    exactly this run (the same :func:`run_fingerprint`: recipe, seed, data, teacher, torch and the package's
+    code), that run read back instead of training again: the trained weights, the history and the wall and
+    CPU time it took (``result.cached`` says which). Deterministic on the CPU, so nothing is lost but time.
+
+    A new run trains in a temporary folder next to ``out_dir`` and replaces the folder's earlier files
+    (``metrics.csv``, ``checkpoint.pt``, ``model.pt``, TensorBoard events, ``run.json``) only when it has
+    finished: its curves are this run's only, and a run that fails (an unfinished task, an interruption)
+    leaves the earlier run in place.
+    """
+    import shutil
+    import tempfile
+
+    out = Path(out_dir)
+    fingerprint = run_fingerprint(recipe, data, teacher, seed)
+    try:
+        record = json.loads((out / RUN_RECORD).read_text())
+        if record.get("fingerprint") == fingerprint:
+            saved = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+            model = recipe.build_model(len(data.classes))
+            model.load_state_dict(saved["state_dict"])
+            return FitResult(model.eval(), record["history"], recipe, record["seconds"], cached=True,
+                             wall_seconds=record["wall_seconds"], cpu_seconds=record["cpu_seconds"],
+                             threads=record["threads"])
+    except (OSError, ValueError, KeyError, RuntimeError):
+        pass  # nothing usable there: train
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-training-", dir=out.parent))
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fit(recipe, data, teacher=teacher, out_dir=work, seed=seed, progress=progress)
+        result.wall_seconds, result.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+        result.threads = torch.get_num_threads()
+        record = {"recipe": recipe.name, "fingerprint": fingerprint, "history": result.history,
+                  "seconds": result.seconds, "wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,
+                  "threads": result.threads, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+        (work / RUN_RECORD).write_text(json.dumps(record))
+        out.mkdir(parents=True, exist_ok=True)
+        for old in [*(out / name for name in _RUN_FILES), *out.glob("events.out.tfevents.*")]:
+            old.unlink(missing_ok=True)
+        for new in sorted(work.iterdir(), key=lambda p: p.name == RUN_RECORD):  # run.json last: recorded or not
+            os.replace(new, out / new.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
 def load_model(path: str | Path) -> nn.Module:
     """A ``model.pt`` written by ``fit`` (e.g. the teacher), in eval mode on the CPU."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -417,6 +504,8 @@ class FinetuneConfig:
 
     mode: str  # "linear_probe" or "full"
     model: str = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
+    library: str = "timm"  # "timm" (model) or "transformers" (hf_model, ViTForImageClassification)
+    hf_model: str = "google/vit-base-patch16-224"  # ImageNet-21k pretrained, ImageNet-1k fine-tuned (original ViT)
     dataset: str = "food101"
     epochs: int = field(default_factory=lambda: SCALE.pick(smoke=2, full=3))
     batch_size: int = field(default_factory=lambda: SCALE.pick(smoke=32, full=128))
@@ -473,7 +562,9 @@ def finetune(config: FinetuneConfig, *, device: str | None = None, out_dir: str 
     torch.manual_seed(seed)
     if data is None:
         data = load_dataset(config.dataset, config.n_train, config.n_test, seed=seed, image_size=config.image_size)
-    if model is None:
+    if model is None and config.library == "transformers":
+        model, _ = hf_finetune_model(config.hf_model, len(data.classes), config.image_size)
+    elif model is None:
         model, _ = finetune_model(config.model, len(data.classes), config.image_size)
     elif getattr(model, "num_classes", len(data.classes)) != len(data.classes):
         model.reset_classifier(len(data.classes))
@@ -557,7 +648,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
     ft = sub.add_parser("finetune")
     ft.add_argument("--mode", choices=["linear_probe", "full"], required=True)
-    ft.add_argument("--model", default=FinetuneConfig.model)
+    ft.add_argument("--model", default=FinetuneConfig.model, help="the timm model")
+    ft.add_argument("--library", choices=["timm", "transformers"], default="timm",
+                    help="transformers: fine-tune --hf-model as a ViTForImageClassification instead")
+    ft.add_argument("--hf-model", default=FinetuneConfig.hf_model)
     ft.add_argument("--epochs", type=int)
     ft.add_argument("--batch-size", type=int)
     ft.add_argument("--lr", type=float)
@@ -566,11 +660,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "finetune":
-        config = FinetuneConfig(args.mode, args.model)
+        config = FinetuneConfig(args.mode, args.model, args.library, args.hf_model)
         config = replace(config, **{k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
                                                       ("lr", args.lr)) if v})
-        result = finetune(config, device=args.device, out_dir=args.out or Path("runs") / f"finetune-{args.mode}")
-        print(json.dumps({"mode": args.mode, "test_acc": result.test_acc, "seconds": round(result.seconds, 1)}))
+        suffix = "" if args.library == "timm" else "-transformers"
+        result = finetune(config, device=args.device,
+                          out_dir=args.out or Path("runs") / f"finetune-{args.mode}{suffix}")
+        print(json.dumps({"mode": args.mode, "library": args.library, "test_acc": result.test_acc,
+                          "seconds": round(result.seconds, 1)}))
         return 0
 
     recipe = _recipe(args)

@@ -56,7 +56,8 @@ def zero_shot_predict(image_features: Tensor, class_weights: Tensor,
 
     Args:
         image_features: (B, E), any scale (L2-normalised here).
-        class_weights: (K, E) unit rows, as ``zero_shot_weights`` returns them (used as given).
+        class_weights: (K, E) unit rows, as ``zero_shot_weights`` returns them (normalising them again
+            changes nothing; the tests only pass unit rows).
         logit_scale: the inverse temperature (CLIP's learned value is 100).
 
     Returns:

@@ -48,8 +48,8 @@ def soft_distillation_loss(student_logits: Tensor, teacher_logits: Tensor, tempe
         temperature: T > 0.
 
     Returns:
-        a 0-d tensor: the sum over classes of p_t * (log p_t - log p_s), averaged over the B samples,
-        times T^2.
+        a float32 0-d tensor: the sum over classes of p_t * (log p_t - log p_s), averaged over the B
+        samples, times T^2; computed in float32 whatever the logits' dtype (bfloat16 under autocast).
     """
     raise NotImplementedError('Week 3 · Task 3.4: implement soft_distillation_loss in src/vitcourse/distill.py')
 
@@ -62,7 +62,8 @@ def hard_distillation_loss(student_logits: Tensor, teacher_logits: Tensor) -> Te
         teacher_logits: (B, K).
 
     Returns:
-        a 0-d tensor, ``F.cross_entropy(student_logits, teacher_logits.argmax(-1))``.
+        a float32 0-d tensor, ``F.cross_entropy(student_logits, teacher_logits.argmax(-1))`` computed in
+        float32 whatever the logits' dtype.
     """
     raise NotImplementedError('Week 3 · Task 3.4: implement hard_distillation_loss in src/vitcourse/distill.py')
 
@@ -80,6 +81,9 @@ def distillation_loss(outputs: Tensor | tuple[Tensor, Tensor], teacher_logits: T
         kind: "soft" (:func:`soft_distillation_loss` at ``temperature``) or "hard"
             (:func:`hard_distillation_loss`).
         alpha: the teacher's weight, in [0, 1].
+
+    Returns:
+        a float32 0-d tensor (every term in float32, as above).
 
     Raises:
         ValueError: for any other ``kind``.

@@ -32,7 +32,8 @@ def classifier_modules(model: nn.Module) -> list[nn.Module]:
 
 def freeze_all_but_head(model: nn.Module) -> nn.Module:
     """Linear probe: ``requires_grad=False`` on every parameter except those of the classifier module(s)
-    (:func:`classifier_modules`), which get ``requires_grad=True``. Returns ``model`` (changed in place)."""
+    (:func:`classifier_modules`), which get ``requires_grad=True`` whatever their state before (a model may
+    arrive with everything frozen). Returns ``model`` (changed in place)."""
     raise NotImplementedError('Week 3 · Task 3.6: implement freeze_all_but_head in src/vitcourse/finetune.py')
 
 

@@ -111,6 +111,70 @@ def finetune_model(name: str, num_classes: int, image_size: int | None = None) -
     return model, note
 
 
+class HFImageClassifier(nn.Module):
+    """A Hugging Face image classifier (``ViTForImageClassification``, ...) behind timm's interface, so the
+    course's fine-tuning code runs on it unchanged: ``forward(images)`` returns the logits (B, K),
+    ``get_classifier()`` names the head (``classifier``), ``reset_classifier(K)`` gives it a fresh one,
+    ``pretrained_cfg`` holds the normalisation the checkpoint expects and ``num_classes`` is K."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+                 std: tuple[float, ...] = (0.5, 0.5, 0.5)) -> None:
+        super().__init__()
+        self.model = model
+        self.pretrained_cfg = {"mean": tuple(mean), "std": tuple(std)}
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.config.num_labels)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) normalised images -> logits (B, K)."""
+        return self.model(pixel_values=images).logits
+
+    def get_classifier(self) -> nn.Module:
+        return self.model.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh linear head for ``num_classes`` (normal std 0.02 weights, zero bias, as transformers does)."""
+        head = nn.Linear(self.model.config.hidden_size, num_classes)
+        nn.init.trunc_normal_(head.weight, std=self.model.config.initializer_range)
+        nn.init.zeros_(head.bias)
+        self.model.classifier = head
+        self.model.config.num_labels = num_classes
+        self.model.num_labels = num_classes
+
+
+def hf_finetune_model(model_id: str, num_classes: int, image_size: int | None = None) -> tuple[nn.Module, str]:
+    """The Hugging Face ``ViTForImageClassification`` to fine-tune, behind :class:`HFImageClassifier`, and a line
+    saying what it is: :func:`finetune_model`'s twin for transformers. FULL scale: the pretrained checkpoint
+    (required: :class:`~vitcourse.pretrained.WeightsUnavailable` before any work when it is neither cached nor
+    downloadable) with a fresh head; SMOKE: the small random-init stand-in of ``load_transformers`` (2 layers of
+    width 64) at ``image_size``, whatever is cached."""
+    import transformers
+
+    from vitcourse.pretrained import MEANINGLESS, _small_config, load_transformers
+
+    cls = transformers.ViTForImageClassification
+    if SCALE is Scale.FULL:
+        model, info = load_transformers(model_id, cls=cls, require=True, num_labels=num_classes,
+                                        ignore_mismatched_sizes=True)
+        try:
+            with_processor = transformers.AutoImageProcessor.from_pretrained(model_id, local_files_only=True)
+            mean, std = with_processor.image_mean, with_processor.image_std
+        except OSError:
+            mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # google/vit-*'s processor normalises to [-1, 1]
+        return HFImageClassifier(model, mean, std), info.note
+    config = _small_config(model_id, cls, {"num_labels": num_classes, **({"image_size": image_size}
+                                                                           if image_size else {})})
+    model = HFImageClassifier(cls(config))
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    note = (f"Weights: NOT pretrained. SMOKE scale fine-tunes a small random-init stand-in of {model_id} "
+            f"(transformers ViTForImageClassification, 2 layers of width 64, {params:.2f} M parameters) instead of "
+            f"the pretrained model (set VIT_SCALE=full on a GPU for that). {MEANINGLESS}")
+    print(note)
+    return model, note
+
+
 # ---------------------------------------------------------------------------- Week 3's trained models
 @dataclass
 class Week3Models:

@@ -28,7 +28,8 @@ def linear_probe(train_features: Tensor, train_labels: Tensor, test_features: Te
         train_features: (N, D).
         train_labels: (N,) int64 in 0 .. K-1.
         test_features: (M, D).
-        num_classes: K (None: ``train_labels.max() + 1``).
+        num_classes: K (None: ``train_labels.max() + 1``, so a class absent from the training labels
+            still has its output).
         steps: full-batch optimisation steps (AdamW on the cross-entropy of all N features). With the
             defaults (which the hidden tests use) linearly separable features are learned to >= 95 %.
         lr, weight_decay: AdamW's.
@@ -37,5 +38,9 @@ def linear_probe(train_features: Tensor, train_labels: Tensor, test_features: Te
     Returns:
         (M, K) logits of the trained classifier on the test features, standardised with the
         training features' per-dimension mean and standard deviation (std + 1e-6). No graph.
+
+    It trains whether or not the caller has autograd switched on: called inside ``torch.no_grad()``
+    (say, next to a frozen feature extraction) it still learns (``torch.enable_grad()`` around the
+    training steps).
     """
     raise NotImplementedError('Week 5 · Task 5.5: implement linear_probe in src/vitcourse/probe.py')

@@ -137,7 +137,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     """One pass over ``loader`` in training mode (the steps in the module docstring).
 
     Args:
-        model: put in training mode here.
+        model: put in training mode here, whatever mode it arrives in (e.g. eval mode after
+            :func:`evaluate`), so dropout and batch norm train.
         loader: yields (images, labels).
         optimizer, scheduler: the scheduler (optional) is stepped after every optimizer step.
         criterion: ``criterion(images, outputs, targets)`` -> 0-d loss.
@@ -164,7 +165,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, *, device: torch.device | str | None = None, amp: bool = False,
              progress: bool = False, desc: str = "eval") -> dict[str, float]:
-    """Loss and accuracy of ``model`` on ``loader``, in eval mode, without gradients.
+    """Loss and accuracy of ``model`` on ``loader``, in eval mode, without gradients (no forward pass
+    records a graph: ``torch.no_grad``).
 
     The model is left in eval mode. The loss is plain cross-entropy (no smoothing) on the logits; both
     are per image over the whole loader (a short last batch counts less, not as much as a full one).
@@ -220,7 +222,9 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     """Restore a :func:`save_checkpoint` file into ``model`` (strict), ``optimizer`` and ``scheduler`` (when
     given) and restore every random generator, so training continues exactly where it stopped.
 
-    Read with ``torch.load(path, map_location=map_location, weights_only=True)``.
+    Read with ``torch.load(path, map_location=map_location, weights_only=True)``: a file that holds anything
+    but tensors and plain Python values (which could run code when unpickled) is refused with
+    ``pickle.UnpicklingError``.
 
     Returns:
         ``{"epoch": ..., "step": ..., **extra}``.

@@ -6,16 +6,53 @@ operation (``CosineLRScheduler``, ``param_groups_weight_decay``, ``VisionTransfo
 from PyTorch (``F.cross_entropy(label_smoothing=...)``, ``F.kl_div``). Mixup/CutMix are checked
 through invariants that hold for any random draw: with image i = the one-hot colour i and label i,
 a correct mix has targets equal to the images' mean colours.
+
+Nothing the worker computes is a verdict. Where the student's code trains (the loop, overfitting,
+resuming), the probes hand back the parameters before and after, the losses and what the student's
+functions returned; the tests here replay the same run with a reference loop (the same timm model,
+the same seeds, one thread) and grade the student's outputs against that replay, and measure what
+they grade (memorisation, exact resumption) from their own computation. Seeds, sizes and data are
+drawn here for every grading, so nothing can be hard-wired. Promises that are invisible in plain
+numbers (dtype, a graph, what happens to the inputs) are read from the facts the worker's wire
+records with every tensor (``tensor_meta``).
 """
 
+import contextlib
 import math
+import random
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, rand, state
+from vitgrade.hidden import assert_close, rand, state, tensor_meta
+
+DRAW = random.SystemRandom()  # seeds and sizes chosen by the judge, for every grading
+IN_DTYPE = "course_probes.calls:call_in_dtype"  # a call with its tensors cast in the worker (bfloat16)
+KEEPING_INPUTS = "course_probes.calls:call_keeping_inputs"  # a call, and its inputs as they are after it
+
+
+def new_seed() -> int:
+    return DRAW.randrange(1, 2**31 - 1)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Replays run on one thread, as the worker does: the same kernels, the same rounding."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def meta_of(value, what):
+    try:
+        return tensor_meta(value)
+    except KeyError:
+        raise AssertionError(f"{what}: expected a torch tensor, got {type(value).__name__}") from None
 
 
 def scalar(value, what):
@@ -56,6 +93,9 @@ def test_schedule_corners(student):
             raise AssertionError(f"warmup_cosine at {what} (step {step} of 100, warmup 10, base 3e-3, min 1e-5) "
                                  f"is {value}; expected {want}")
     first = student.fn("schedules.warmup_cosine", 0, **SCHEDULES[1])
+    if not isinstance(first, float):
+        raise AssertionError(f"warmup_cosine returns a Python float (LambdaLR multiplies the learning rate by it); "
+                             f"it returned a {type(first).__name__}")
     if not math.isclose(first, 1.0):
         raise AssertionError(f"with warmup_steps=0 the schedule starts at base_lr; got {first} at step 0")
 
@@ -152,8 +192,17 @@ def test_param_groups_match_timm(student, kind):
 @pytest.mark.parametrize("kind", ["nested", "resnet", "nobias"])
 def test_param_groups_by_name(student, kind):
     """Names are matched on their last part (encoder.pos_embed); conv kernels decay, BatchNorm does not;
-    an empty group is left out."""
+    an empty group is left out. On the nested module this is where the course's rule and timm's part:
+    timm compares the whole dotted name with its list, so it would decay encoder.pos_embed and
+    encoder.cls_token."""
     model = probe_model(kind)
+    if kind == "nested":
+        from timm.optim import param_groups_weight_decay
+
+        names = {id(p): n for n, p in model.named_parameters()}
+        timm_decayed = [names[id(p)] for p in param_groups_weight_decay(
+            model, 0.1, no_weight_decay_list=("pos_embed", "cls_token", "dist_token"))[1]["params"]]
+        assert "encoder.pos_embed" in timm_decayed, "test data check: timm's full-name rule decays encoder.pos_embed"
     check_groups(student.probe("groups_by_name", kind=kind, weight_decay=0.1), expected_groups(model, 0.1),
                  {"nested": "a module with encoder.pos_embed, encoder.cls_token, a conv, a BatchNorm, a 2-d and a "
                   "0-d parameter", "resnet": "a small ResNet", "nobias": "nn.Linear(3, 4, bias=False)"}[kind])
@@ -196,6 +245,20 @@ def test_one_hot_smoothing(student):
     assert_close(student.fn("augment.one_hot", labels, 5), np.eye(5)[labels.numpy()], "one_hot without smoothing")
 
 
+@pytest.mark.task("3.3", points=1)
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
+def test_one_hot_takes_any_integer_labels_and_returns_float32(student, dtype):
+    labels = torch.tensor([3, 0, 1, 3, 2], dtype=dtype)
+    got = student.fn("augment.one_hot", labels, 4, 0.2)
+    want = np.full((5, 4), 0.05)
+    want[np.arange(5), labels.long().numpy()] = 0.85
+    assert_close(got, want, f"one_hot of {dtype} labels (4 classes, smoothing 0.2): labels of any integer dtype "
+                 "(a loader may yield int32 or uint8)")
+    facts = meta_of(got, "one_hot")
+    if facts["dtype"] != "torch.float32":
+        raise AssertionError(f"one_hot returns float32 targets; it returned {facts['dtype']} for {dtype} labels")
+
+
 @pytest.mark.task("3.3", points=2)
 def test_soft_target_cross_entropy(student):
     logits = rand(6, 5, seed=1) * 3
@@ -212,13 +275,35 @@ def test_soft_target_cross_entropy(student):
 
 
 @pytest.mark.task("3.3", points=1)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_soft_target_cross_entropy_in_float32(student, dtype):
+    """Under autocast the logits arrive in bfloat16 (float16 with a scaler): the loss is computed, and
+    returned, in float32."""
+    logits = (rand(6, 9, seed=5) * 4).to(dtype)
+    targets = torch.softmax(rand(6, 9, seed=6), -1).to(dtype)
+    got = student.probe(IN_DTYPE, target="augment.soft_target_cross_entropy", args=[logits, targets],
+                        dtype=str(dtype).removeprefix("torch."))
+    want = -(targets.float() * logits.float().log_softmax(-1)).sum(-1).mean()
+    assert_scalar(got, want, f"soft_target_cross_entropy of {dtype} logits and targets, computed in float32 "
+                  "(log_softmax in bfloat16 loses about 3 significant digits)", atol=1e-6, rtol=1e-5)
+    facts = meta_of(got, "soft_target_cross_entropy")
+    if facts["dtype"] != "torch.float32":
+        raise AssertionError(f"soft_target_cross_entropy of {dtype} inputs returned a {facts['dtype']} loss; "
+                             "it is computed and returned in float32")
+
+
+@pytest.mark.task("3.3", points=1)
 def test_mixup_formula(student):
     images, targets = rand(4, 3, 5, 6, seed=3), torch.softmax(rand(4, 7, seed=4), -1)
     perm = torch.tensor([2, 0, 3, 1])
-    mixed, mixed_targets = student.fn("augment.mixup", images, targets, 0.3, perm)
+    res = student.probe(KEEPING_INPUTS, target="augment.mixup", args=[images, targets, 0.3, perm])
+    mixed, mixed_targets = res["result"]
     assert_close(mixed, (0.3 * images + 0.7 * images[perm]).numpy(), "mixup images: lam * x + (1 - lam) * x[perm]")
     assert_close(mixed_targets, (0.3 * targets + 0.7 * targets[perm]).numpy(),
                  "mixup targets: lam * y + (1 - lam) * y[perm], the same lam and perm as the images")
+    assert_close(res["inputs"][0], images, "the images after mixup(images, ...): mixup returns new tensors and "
+                 "leaves its inputs unchanged", atol=0, rtol=0)
+    assert_close(res["inputs"][1], targets, "the targets after mixup(..., targets, ...): unchanged", atol=0, rtol=0)
 
 
 BOX_LAMS = [0.3, 0.5, 0.75, 0.9, 0.05] * 8
@@ -254,9 +339,11 @@ def test_cutmix_pastes_one_box_and_mixes_targets_by_area(student):
     images, labels = colour_batch(5, 12, 16)
     targets = torch.eye(5)[labels]
     perm = torch.tensor([3, 4, 0, 2, 1])
-    lams, seeds = [0.3, 0.6, 0.9, 0.5], [0, 1, 2, 3]
-    for lam, (mixed, mixed_targets, lam_used, untouched) in zip(
-            lams, student.probe("cutmix_calls", images=images, targets=targets, lams=lams, perm=perm, seeds=seeds)):
+    lams = [0.3, 0.6, 0.9, 0.5]
+    for lam in lams:
+        res = student.probe(KEEPING_INPUTS, target="augment.cutmix", args=[images, targets, lam, perm],
+                            seed=new_seed())
+        mixed, mixed_targets, lam_used = res["result"]
         mixed = np.asarray(mixed)
         changed = (np.abs(mixed - images.numpy()).sum(axis=1) > 0)  # (B, H, W): pixels that came from elsewhere
         box = changed[0]
@@ -268,13 +355,41 @@ def test_cutmix_pastes_one_box_and_mixes_targets_by_area(student):
             raise AssertionError("cutmix: the pasted region must be one rectangle")
         assert_close(mixed, np.where(box, images.numpy()[perm.numpy()], images.numpy()),
                      f"cutmix(lam={lam}): inside the box the pixels of image perm[i], outside image i's own")
-        if not math.isclose(lam_used, 1 - area / (12 * 16), abs_tol=1e-9):
-            raise AssertionError(f"cutmix(lam={lam}) returned lam {lam_used:.4f}, but the box covers {area} of "
-                                 f"{12 * 16} pixels: lam must be recomputed as 1 - {area}/{12 * 16} = "
+        if not math.isclose(float(lam_used), 1 - area / (12 * 16), abs_tol=1e-9):
+            raise AssertionError(f"cutmix(lam={lam}) returned lam {float(lam_used):.4f}, but the box covers {area} "
+                                 f"of {12 * 16} pixels: lam must be recomputed as 1 - {area}/{12 * 16} = "
                                  f"{1 - area / 192:.4f} (the box is clipped at the border)")
         check_targets_follow_pixels(mixed, mixed_targets, 0.0, f"cutmix(lam={lam})")
-        if not untouched:
-            raise AssertionError("cutmix must not modify its input images or targets")
+        assert_close(res["inputs"][0], images, "the images after cutmix(images, ...): cutmix pastes into a copy and "
+                     "leaves its inputs unchanged", atol=0, rtol=0)
+        assert_close(res["inputs"][1], targets, "the targets after cutmix(..., targets, ...): unchanged",
+                     atol=0, rtol=0)
+
+
+def reference_box(height, width, lam, generator):
+    """cutmix_box as its docstring writes it: the centre row, then the column, from ``generator``."""
+    cut_h, cut_w = int(height * math.sqrt(1 - lam)), int(width * math.sqrt(1 - lam))
+    cy = int(torch.randint(0, height, (1,), generator=generator))
+    cx = int(torch.randint(0, width, (1,), generator=generator))
+    return (max(cy - cut_h // 2, 0), min(cy + (cut_h + 1) // 2, height),
+            max(cx - cut_w // 2, 0), min(cx + (cut_w + 1) // 2, width))
+
+
+@pytest.mark.task("3.3", points=1)
+def test_cutmix_box_draws_from_its_generator(student):
+    """With a generator the box comes from it (a seeded generator gives the same box in every run) and the
+    global generator is left alone."""
+    lams, seeds, global_seed = [0.3, 0.7, 0.5, 0.9, 0.2, 0.6], [new_seed() for _ in range(6)], new_seed()
+    res = student.probe("cutmix_boxes_from_generator", height=20, width=28, lams=lams, seeds=seeds,
+                        global_seed=global_seed)
+    want = [reference_box(20, 28, lam, torch.Generator().manual_seed(seed)) for lam, seed in zip(lams, seeds)]
+    got = [tuple(int(v) for v in box) for box in res["boxes"]]
+    if got != want:
+        raise AssertionError(f"cutmix_box(20, 28, lam, generator) for generators seeded {seeds}: {got}; expected "
+                             f"{want} (the centre row, then the column, each torch.randint(..., generator=generator))")
+    untouched = torch.rand(4, generator=torch.Generator().manual_seed(global_seed))
+    assert_close(res["global_next"], untouched, "the global generator after cutmix_box(..., generator=...): the "
+                 "box must draw from the generator it is given, not from torch's global one", atol=0, rtol=0)
 
 
 @pytest.mark.task("3.3", points=3)
@@ -305,6 +420,50 @@ def test_mixup_cutmix_prob_zero_only_smooths(student):
                                       images=images, labels=labels, seeds=[0])
     assert_close(mixed, images.numpy(), "MixupCutmix(prob=0): the images pass through")
     assert_close(targets, 0.8 * np.eye(4) + 0.05, "MixupCutmix(prob=0): the targets are only smoothed")
+
+
+def reference_mix(init, images, labels, seed):
+    """MixupCutmix as its docstring writes it, drawing from torch's global generator in the documented order:
+    rand for prob (only when prob < 1), rand for the switch (only with both on), Beta's lambda, randperm, then
+    the box's centre row and column."""
+    k, smoothing = init["num_classes"], init.get("label_smoothing", 0.1)
+    mixup_alpha, cutmix_alpha = init.get("mixup_alpha", 0.8), init.get("cutmix_alpha", 1.0)
+    prob, switch = init.get("prob", 1.0), init.get("switch_prob", 0.5)
+    torch.manual_seed(seed)
+    targets = torch.full((len(labels), k), smoothing / k)
+    targets[torch.arange(len(labels)), labels] += 1 - smoothing
+    if prob < 1 and float(torch.rand(1)) >= prob:
+        return images, targets
+    use_cutmix = cutmix_alpha > 0
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        use_cutmix = float(torch.rand(1)) < switch
+    alpha = cutmix_alpha if use_cutmix else mixup_alpha
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(images.shape[0])
+    if not use_cutmix:
+        return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
+    height, width = images.shape[-2:]
+    top, bottom, left, right = reference_box(height, width, lam, None)
+    mixed = images.clone()
+    mixed[:, :, top:bottom, left:right] = images[perm][:, :, top:bottom, left:right]
+    used = 1 - (bottom - top) * (right - left) / (height * width)
+    return mixed, used * targets + (1 - used) * targets[perm]
+
+
+@pytest.mark.task("3.3", points=1)
+def test_mixup_cutmix_draws_in_the_documented_order(student):
+    """The docstring fixes which random numbers a batch draws, in which order: a seeded run is then the same
+    run everywhere, and a checkpoint of the generators resumes it exactly. Replayed here draw by draw."""
+    images, labels = rand(5, 3, 8, 12, seed=7), torch.tensor([4, 0, 2, 2, 1])
+    init = dict(num_classes=5, mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.9, switch_prob=0.5, label_smoothing=0.1)
+    seeds = [new_seed() for _ in range(8)]
+    for seed, (mixed, targets) in zip(seeds, student.probe("mix_batches", init=init, images=images, labels=labels,
+                                                           seeds=seeds)):
+        want_images, want_targets = reference_mix(init, images, labels, seed)
+        what = (f"MixupCutmix({init}) with torch seeded {seed}, replayed draw by draw (rand for prob, rand for the "
+                "switch, Beta's lambda, randperm, the box's row and column)")
+        assert_close(mixed, want_images, f"{what}: the images")
+        assert_close(targets, want_targets, f"{what}: the targets")
 
 
 # ================================================================ Task 3.4: distillation
@@ -366,6 +525,27 @@ def test_distillation_loss_combination(student):
     student.raises(ValueError, "distill.distillation_loss", cls, teacher, labels, kind="medium")
 
 
+@pytest.mark.task("3.4", points=1)
+def test_distillation_losses_in_float32(student):
+    """Under autocast the logits arrive in bfloat16: every distillation term is computed, and returned, in
+    float32 (bfloat16's 8-bit mantissa would cost the KL term about three significant digits)."""
+    s, t = (rand(6, 7, seed=40) * 3).bfloat16(), (rand(6, 7, seed=41) * 3).bfloat16()
+    labels = torch.tensor([0, 6, 3, 3, 1, 2])
+    combined = 0.5 * float(F.cross_entropy(s.float(), labels)) + 0.5 * reference_soft(s.flip(0).float(), t.float(), 2.0)
+    cases = [("distill.soft_distillation_loss", (s, t, 2.0), {}, reference_soft(s.float(), t.float(), 2.0)),
+             ("distill.hard_distillation_loss", (s, t), {}, float(F.cross_entropy(s.float(), t.float().argmax(-1)))),
+             ("distill.distillation_loss", ((s, s.flip(0)), t, labels), dict(kind="soft", alpha=0.5, temperature=2.0),
+              combined)]
+    for target, args, kwargs, want in cases:
+        got = student.probe(IN_DTYPE, target=target, args=list(args), kwargs=kwargs, dtype="bfloat16")
+        assert_scalar(got, want, f"{target.split('.')[1]} of bfloat16 logits, computed in float32", atol=1e-5,
+                      rtol=1e-5)
+        facts = meta_of(got, target)
+        if facts["dtype"] != "torch.float32":
+            raise AssertionError(f"{target.split('.')[1]} of bfloat16 logits returned a {facts['dtype']} loss; it is "
+                                 "computed and returned in float32")
+
+
 DEIT = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, num_classes=10)
 
 
@@ -387,19 +567,22 @@ def timm_deit(seed=0, **overrides):
 
 @pytest.mark.task("3.4", points=1)
 def test_distilled_vit_parameters_and_init(student):
-    facts = student.probe("distilled_vit_facts", init=dict(DEIT, embed_dim=384, num_heads=6, depth=1))
-    shapes = facts["shapes"]
+    params = student.probe("distilled_vit_parameters", init=dict(DEIT, embed_dim=384, num_heads=6, depth=1),
+                           init_seed=new_seed())
+    shapes = {name: list(np.shape(value)) for name, value in params.items()}
     for name, shape in [("dist_token", [1, 1, 384]), ("pos_embed", [1, 16 + 2, 384]), ("head_dist.weight", [10, 384])]:
         if shapes.get(name) != shape:
             raise AssertionError(f"DistilledVisionTransformer.{name} has shape {shapes.get(name)}; expected {shape}")
     for name in ("dist_token", "pos_embed"):
-        if not 0.012 < facts[f"{name}_std"] < 0.025:
-            raise AssertionError(f"{name} is initialised with std {facts[f'{name}_std']:.4f}; expected trunc-normal "
-                                 "std 0.02")
-    if not 0.012 < facts["head_dist_weight_std"] < 0.025 or facts["head_dist_bias_max"] > 0:
+        std = float(np.std(params[name]))
+        if not 0.012 < std < 0.025:
+            raise AssertionError(f"{name} is initialised with std {std:.4f}; expected trunc-normal std 0.02")
+    weight_std, bias_max = float(np.std(params["head_dist.weight"])), float(np.abs(params["head_dist.bias"]).max())
+    if not 0.012 < weight_std < 0.025 or bias_max > 0:
         raise AssertionError("head_dist is initialised like head: trunc-normal std 0.02 weights, zero bias")
-    if not all(facts["trainable"].values()):
-        raise AssertionError("every parameter of the distilled ViT is trainable")
+    frozen = [name for name, value in params.items() if not meta_of(value, name)["requires_grad"]]
+    if frozen:
+        raise AssertionError(f"every parameter of the distilled ViT is trainable; {frozen} do not require grad")
     student.raises(ValueError, "distill.DistilledVisionTransformer", pos_embed="sincos2d", **DEIT)
 
 
@@ -489,8 +672,39 @@ def test_train_one_epoch_steps_and_clips(student, clip):
                              "(batches of 5 and 3 images weighted by their size)")
     if not math.isclose(result.get("acc", math.nan), acc) or result.get("step") != 2 or result.get("images") != 8:
         raise AssertionError(f"{what}: returned {result}; expected acc {acc}, step 2, images 8")
-    if not res["training"]:
-        raise AssertionError("train_one_epoch puts the model in training mode")
+
+
+def replay_dropout_sgd(batches, p, seed, lr=0.5):
+    """SGD over the batches with Dropout(p) -> Linear in training mode, torch seeded with ``seed``: the
+    reference for a loop that puts the model in training mode."""
+    model = torch.nn.Sequential(torch.nn.Dropout(p), torch.nn.Linear(4, 3)).train()
+    with torch.no_grad():
+        model[1].weight.copy_(LINEAR["weight"])
+        model[1].bias.copy_(LINEAR["bias"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    torch.manual_seed(seed)
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    return losses, model[1]
+
+
+@pytest.mark.task("3.5", points=1)
+def test_train_one_epoch_trains_in_training_mode(student):
+    """A model handed over in eval mode (after an evaluation, say) is trained in training mode: its dropout
+    is on. The worker's losses and weights are replayed here with dropout on, from the same seed."""
+    seed, p = new_seed(), 0.5
+    res = student.probe("sgd_epoch_from_eval_mode", p=p, batches=BATCHES * 2, torch_seed=seed, **LINEAR)
+    with one_thread():
+        losses, linear = replay_dropout_sgd(BATCHES * 2, p, seed)
+    what = (f"train_one_epoch of Dropout({p}) -> Linear handed over in eval mode (SGD, torch seeded {seed}): "
+            "it must put the model in training mode, so dropout acts")
+    assert_close(res["losses"], np.array(losses), f"{what}: the loss of each step")
+    assert_close(res["weight"], linear.weight.detach(), f"{what}: the weights after the epoch")
 
 
 @pytest.mark.task("3.5", points=1)
@@ -501,11 +715,12 @@ def test_train_one_epoch_logs_loss_and_lr(student):
     if not rows or rows[0] != ["step", "tag", "value"]:
         raise AssertionError(f"metrics.csv must start with the header step,tag,value; it starts with {rows[:1]}")
     logged = {(int(s), t): float(v) for s, t, v in rows[1:]}
+    _, losses, _, _ = reference_sgd(batches, lr=0.5, decay=True)
     want = {}
     for i in range(6):
         step = 10 + i + 1
         if step % 2 == 0:
-            want[(step, "train/loss")] = res["losses"][i]
+            want[(step, "train/loss")] = losses[i]
             want[(step, "train/lr")] = 0.5 / (1 + i)
     if set(logged) != set(want):
         raise AssertionError(f"with step=10 and log_every=2 the loop logs train/loss and train/lr after global steps "
@@ -526,24 +741,32 @@ def test_metric_logger_csv_and_tensorboard(student):
     res = student.probe("logger_files", entries=entries, reopen_entries=again)
     want_rows = [["step", "tag", "value"], ["1", "train/loss", 2.5], ["1", "train/lr", 0.01], ["2", "train/loss", 2.0],
                  ["3", "test/acc", 0.75]]
-    rows = res["rows"]
-    ok = len(rows) == len(want_rows) and rows[0] == want_rows[0] and all(
-        r[:2] == w[:2] and math.isclose(float(r[2]), w[2]) for r, w in zip(rows[1:], want_rows[1:]))
-    if not ok:
-        raise AssertionError(f"metrics.csv after logging, closing and reopening (append, one header): {rows}; "
+
+    def same(rows, want):
+        return len(rows) == len(want) and rows[0] == want[0] and all(
+            r[:2] == w[:2] and math.isclose(float(r[2]), w[2]) for r, w in zip(rows[1:], want[1:]))
+
+    if not same(res["rows"], want_rows):
+        raise AssertionError(f"metrics.csv after logging, closing and reopening (append, one header): {res['rows']}; "
                              f"expected {want_rows}")
+    for rows, want, when in ((res["before_close"][0], want_rows[:4], "after the first three scalars"),
+                             (res["before_close"][1], want_rows, "after the reopened logger's scalar")):
+        if not same(rows, want):
+            raise AssertionError(f"metrics.csv read from disk {when}, before close(): {rows}; expected {want}. log() "
+                                 "flushes the file, so a run that crashes keeps its curves")
     scalars = {k: [tuple(x) for x in v] for k, v in res["scalars"].items()}
     want_tb = {"train/loss": [(1, 2.5), (2, 2.0)], "train/lr": [(1, 0.01)], "test/acc": [(3, 0.75)]}
-    same = set(scalars) == set(want_tb) and all(
+    same_tb = set(scalars) == set(want_tb) and all(
         [s for s, _ in scalars[k]] == [s for s, _ in v] and np.allclose([x for _, x in scalars[k]], [x for _, x in v])
         for k, v in want_tb.items())
-    if not same:
+    if not same_tb:
         raise AssertionError(f"TensorBoard scalars read back: {scalars}; expected {want_tb}")
 
 
 @pytest.mark.task("3.5", points=1)
 def test_evaluate_per_image_in_eval_mode(student):
-    res = student.probe("evaluate_linear", batches=BATCHES, dropout=0.5, **LINEAR)
+    after = rand(2, 4, seed=34)
+    res = student.probe("evaluate_linear", batches=BATCHES, dropout=0.5, after=after, **LINEAR)
     x = torch.cat([b[0] for b in BATCHES])
     y = torch.cat([b[1] for b in BATCHES])
     logits = x @ LINEAR["weight"].T + LINEAR["bias"]
@@ -554,44 +777,168 @@ def test_evaluate_per_image_in_eval_mode(student):
             raise AssertionError(f"evaluate on batches of 5 and 3 images, model with dropout 0.5: {key} = "
                                  f"{got.get(key)}; expected {value:.6f} (eval mode: no dropout; the mean per image, "
                                  "not per batch)")
-    if res["training"]:
-        raise AssertionError("evaluate leaves the model in eval mode")
+    assert_close(res["after"], after @ LINEAR["weight"].T + LINEAR["bias"],
+                 "the model's output after evaluate returned: evaluate leaves the model in eval mode (no dropout)")
+    if not res["outputs"]:
+        raise AssertionError("evaluate never called the model")
+    for out in res["outputs"]:
+        facts = meta_of(out, "the model's output inside evaluate")
+        if facts["requires_grad"] or facts["grad_fn"]:
+            raise AssertionError(f"inside evaluate the model's outputs carry an autograd graph (grad_fn "
+                                 f"{facts['grad_fn']}): evaluate runs without gradients (torch.no_grad)")
+
+
+def reference_model(probes, name, state_dict, **kwargs):
+    """The same timm model the probe built, with the parameters the worker handed back."""
+    model = getattr(probes, name)(**kwargs)
+    model.load_state_dict({k: torch.as_tensor(v) for k, v in state_dict.items()}, strict=True)
+    return model
 
 
 @pytest.mark.task("3.5", points=2)
 def test_overfits_a_tiny_batch(student):
-    gen = torch.Generator().manual_seed(3)
+    """The worker trains a 4-token ViT with the student's loop on one batch and hands back the parameters
+    before and after, every step's loss and what the student's evaluate said. Here: the start must be the
+    model the seed builds, the same 40 AdamW steps replayed with a reference loop must give the same losses
+    and parameters, the trained parameters must classify every image of the batch correctly (computed
+    here), and evaluate's numbers must be those of the trained parameters."""
+    probes = reference_probes()
+    data_seed, seed, epochs, lr = new_seed(), new_seed(), 40, 3e-3
+    gen = torch.Generator().manual_seed(data_seed)
     images, labels = torch.randn(16, 3, 16, 16, generator=gen), torch.randint(0, 4, (16,), generator=gen)
-    res = student.probe("overfit", images=images, labels=labels, epochs=40)
-    if res["acc"] < 1.0:
-        raise AssertionError(f"a 4-token ViT trained with your train_one_epoch for 40 steps on one batch of 16 images "
-                             f"reaches only {res['acc']:.0%} training accuracy (evaluate); it should memorise them all "
-                             f"(losses: {np.round(res['history'][::10], 3).tolist()})")
-    predicted = np.asarray(res["predicted"])
-    if not math.isclose(res["acc"], float((predicted == labels.numpy()).mean())):
-        raise AssertionError("evaluate's accuracy disagrees with the model's own predictions")
+    res = student.probe("overfit", images=images, labels=labels, epochs=epochs, lr=lr, init_seed=seed)
+    with one_thread():
+        torch.manual_seed(seed)
+        model = probes.tiny_vit()
+        for key, value in model.state_dict().items():
+            assert_close(res["initial"][key], value.detach(), f"the model before training ({key})", atol=0, rtol=0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        losses = []
+        for _ in range(epochs):
+            model.train()
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+        trained = reference_model(probes, "tiny_vit", res["trained"]).eval()
+        with torch.no_grad():
+            logits = trained(images)
+    what = f"a 4-token ViT trained with your train_one_epoch for {epochs} AdamW steps on one batch of 16 images"
+    assert_close(res["losses"], np.array(losses), f"{what}: the loss of each step vs the same steps replayed",
+                 atol=1e-5, rtol=1e-4)
+    for key, value in model.state_dict().items():
+        assert_close(res["trained"][key], value.detach(), f"{what}: the trained parameters vs the replay ({key})",
+                     atol=1e-4, rtol=1e-3)
+    accuracy = float((logits.argmax(-1) == labels).float().mean())
+    if accuracy < 1.0:
+        raise AssertionError(f"{what}: the trained parameters classify {accuracy:.0%} of the batch correctly; the "
+                             f"loop must memorise it (losses: {np.round(losses[::10], 3).tolist()})")
+    loss = float(F.cross_entropy(logits, labels))
+    evaluated = res["evaluated"]
+    if not (math.isclose(evaluated.get("acc", math.nan), accuracy) and
+            math.isclose(evaluated.get("loss", math.nan), loss, rel_tol=1e-3, abs_tol=1e-5)):
+        raise AssertionError(f"evaluate on the trained model returned {evaluated}; the trained parameters give acc "
+                             f"{accuracy}, loss {loss:.6f}")
 
 
 @pytest.mark.task("3.5", points=3)
 def test_resume_gives_identical_losses(student):
-    gen = torch.Generator().manual_seed(4)
-    images, labels = torch.randn(12, 3, 16, 16, generator=gen), torch.randint(0, 4, (12,), generator=gen)
-    res = student.probe("resume", images=images, labels=labels)
-    assert_close(res["first_again"], np.array(res["first"]), "the same seed must give the same first epoch")
-    if len(res["resumed"]) != len(res["straight"]):
-        raise AssertionError(f"the resumed epoch took {len(res['resumed'])} steps, the straight one "
-                             f"{len(res['straight'])}")
-    assert_close(res["resumed"], np.array(res["straight"]),
-                 "the losses of the epoch after load_checkpoint vs the same epoch of a run that never stopped "
-                 "(a shuffled DataLoader, dropout and a random mix: restore the model, the optimizer, the scheduler "
-                 "AND every random generator)", atol=1e-6, rtol=1e-6)
-    if res["state"].get("epoch") != 1 or res["state"].get("step") != 3 or res["state"].get("note") != "hello":
-        raise AssertionError(f"load_checkpoint returned {res['state']}; expected epoch 1, step 3 and the extra "
-                             "keyword note='hello'")
+    """The worker trains one epoch, saves a checkpoint, draws other random numbers, builds a fresh model,
+    optimizer and scheduler from another seed, loads the checkpoint and trains a second epoch. Here the
+    same two epochs run without a stop, with a reference loop: the resumed epoch's losses and the final
+    parameters must be theirs."""
+    probes = reference_probes()
+    data_seed, n, batch = new_seed(), DRAW.choice([10, 12, 14]), DRAW.choice([3, 4])
+    gen = torch.Generator().manual_seed(data_seed)
+    images, labels = torch.randn(n, 3, 16, 16, generator=gen), torch.randint(0, 4, (n,), generator=gen)
+    seed, other_seed, world_seed, lr = new_seed(), new_seed(), new_seed(), 3e-3
+    note = f"run-{DRAW.randrange(10**6)}"
+    res = student.probe("resume", images=images, labels=labels, run_seed=seed, other_seed=other_seed,
+                        world_seed=world_seed, batch=batch, lr=lr, note=note)
+    with one_thread():
+        model, optimizer, scheduler, loader = probes.resume_setup(images, labels, seed, batch, lr)
+        epochs = []
+        for _ in range(2):
+            losses = []
+            model.train()
+            for x, y in loader:
+                x, targets = probes.resume_mix(x, y)
+                loss = -(targets * model(x).log_softmax(-1)).sum(-1).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss))
+            epochs.append(losses)
+    steps = len(epochs[0])
+    what = (f"{n} images in batches of {batch} (shuffled), dropout, a Mixup-like mix, AdamW, a schedule, clipping "
+            f"at 1; torch seeded {seed}")
+    assert_close(res["first"], np.array(epochs[0]), f"{what}: the first epoch's losses vs a reference loop",
+                 atol=1e-5, rtol=1e-4)
+    if len(res["resumed"]) != len(epochs[1]):
+        raise AssertionError(f"the resumed epoch took {len(res['resumed'])} steps; an epoch has {len(epochs[1])}")
+    assert_close(res["resumed"], np.array(epochs[1]),
+                 f"{what}: the losses of the epoch after load_checkpoint vs the same epoch of a run that never stopped "
+                 "(restore the model, the optimizer, the scheduler AND every random generator: the data order, the "
+                 "mix and dropout draw from them)", atol=1e-5, rtol=1e-4)
+    for key, value in model.state_dict().items():
+        assert_close(res["final"][key], value.detach(), f"{what}: the parameters after the resumed epoch vs the run "
+                     f"that never stopped ({key})", atol=1e-4, rtol=1e-3)
+    want_state = {"epoch": 1, "step": steps, "note": note}
+    got_state = {k: res["state"].get(k) for k in want_state}
+    if got_state != want_state:
+        raise AssertionError(f"load_checkpoint returned {res['state']}; expected epoch 1, step {steps} and the extra "
+                             f"keyword note={note!r}")
+    saved, error = read_checkpoint(res["file"])
     want_keys = ["epoch", "extra", "model", "optimizer", "rng", "scheduler", "step"]
-    if res["keys"] != want_keys:
-        raise AssertionError(f"the checkpoint file (read with weights_only=True) holds {res['keys']}; expected "
-                             f"{want_keys}")
+    if saved is None or sorted(saved) != want_keys:
+        raise AssertionError(f"the checkpoint file, read with torch.load(weights_only=True), holds "
+                             f"{error or sorted(saved)}; expected a dict with the keys {want_keys}")
+
+
+def read_checkpoint(raw):
+    """A checkpoint file's bytes, read here with weights_only=True: (its dict or None, the error)."""
+    import io
+
+    data = np.asarray(raw, dtype=np.uint8).tobytes()
+    if not data:
+        return None, "nothing: the file does not exist"
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True), ""
+    except Exception as exc:  # noqa: BLE001 - a broken file is the finding
+        return None, f"a file that does not load ({type(exc).__name__})"
+
+
+@pytest.mark.task("3.5", points=1)
+def test_checkpoint_survives_a_crash_while_saving(student):
+    """save_checkpoint writes a temporary file and renames it: when the write of epoch 2 fails half-way (a
+    full disk, a killed job), the file still holds epoch 1, complete."""
+    res = student.probe("interrupted_save")
+    if not res["save_calls"]:
+        raise AssertionError("save_checkpoint never called torch.save (the test interrupts torch.save half-way)")
+    saved, error = read_checkpoint(res["file"])
+    epoch = saved.get("epoch") if isinstance(saved, dict) else None
+    if epoch != 1:
+        found = error or f"epoch {epoch}"
+        raise AssertionError(f"after a save of epoch 2 failed half-way, the checkpoint holds {found}; it must still "
+                             "hold epoch 1: write to a temporary file, then os.replace it onto the checkpoint")
+
+
+@pytest.mark.task("3.5", points=1)
+def test_load_checkpoint_refuses_arbitrary_objects(student):
+    """load_checkpoint reads with torch.load(weights_only=True): a checkpoint from elsewhere that holds an
+    arbitrary Python object (which could run code when unpickled) is refused, not executed."""
+    res = student.probe("load_untrusted")
+    plain, untrusted = res["plain"], res["untrusted"]
+    if plain["returned"] != {"epoch": 4, "step": 9}:
+        raise AssertionError(f"load_checkpoint of a checkpoint of tensors and plain values (epoch 4, step 9) "
+                             f"returned {plain['returned']}, raising {plain['raised'][:1]}")
+    if not any(c.endswith("UnpicklingError") for c in untrusted["raised"]):
+        found = f"raised {untrusted['raised'][0]}" if untrusted["raised"] else "loaded it"
+        raise AssertionError(f"load_checkpoint of a file holding an arbitrary Python object {found}; read checkpoints "
+                             "with torch.load(..., weights_only=True), which refuses it (pickle.UnpicklingError)")
 
 
 # ================================================================ Task 3.6: fine-tuning
@@ -602,6 +949,23 @@ def timm_model(kind):
 HEADS = {"vit": ("head",), "deit": ("head", "head_dist"), "resnet": ("fc",), "convnext": ("head.fc",)}
 
 
+def trainable(params, what):
+    """Names of the parameters that require grad, as the worker's wire recorded them."""
+    return [name for name, value in params.items() if meta_of(value, f"{what}: {name}")["requires_grad"]]
+
+
+def check_finetune_step(step, want, total, trainable_count, what):
+    got = trainable(step["params"], what)
+    if got != want:
+        raise AssertionError(f"{what}: trainable {got}; expected {want}")
+    if step["returned"] is None or trainable(step["returned"], what) != want:
+        raise AssertionError(f"{what}: prepare_finetune returns the model it changed (in place)")
+    count = tuple(int(np.asarray(c)) for c in step["count"])
+    if count != (trainable_count, total):
+        raise AssertionError(f"count_parameters {what}: {count}; expected (trainable, total) = "
+                             f"{(trainable_count, total)}")
+
+
 @pytest.mark.task("3.6", points=2)
 @pytest.mark.parametrize("kind", list(HEADS))
 def test_linear_probe_trains_only_the_classifier(student, kind):
@@ -610,17 +974,21 @@ def test_linear_probe_trains_only_the_classifier(student, kind):
     want = [n for n, _ in model.named_parameters() if n.rsplit(".", 1)[0] in heads]
     params = dict(model.named_parameters())
     res = student.probe("finetune_state", kind=kind, modes=["linear_probe"])
-    step = res["steps"][0]
-    if step["trainable"] != want:
-        raise AssertionError(f"linear probe of a timm {kind}: trainable {step['trainable']}; expected only the "
-                             f"classifier's {want} (model.get_classifier())")
-    trainable = sum(params[n].numel() for n in want)
+    check_finetune_step(res["steps"][0], want, sum(p.numel() for p in model.parameters()),
+                        sum(params[n].numel() for n in want),
+                        f"after the linear probe of a timm {kind} (only the classifier, model.get_classifier())")
+
+
+@pytest.mark.task("3.6", points=1)
+def test_linear_probe_of_a_frozen_model(student):
+    """A model that arrives with everything frozen (its head too, say after an earlier feature extraction):
+    the linear probe makes the head trainable, whatever its state before."""
+    model = timm_model("convnext")
+    want = [n for n, _ in model.named_parameters() if n.startswith("head.fc.")]
     total = sum(p.numel() for p in model.parameters())
-    if tuple(step["count"]) != (trainable, total):
-        raise AssertionError(f"count_parameters after the linear probe of a {kind}: {tuple(step['count'])}; expected "
-                             f"(trainable, total) = {(trainable, total)}")
-    if not step["returned_model"]:
-        raise AssertionError("prepare_finetune returns the model it changed")
+    res = student.probe("finetune_state", kind="convnext", modes=["linear_probe"], freeze_first=["*"])
+    check_finetune_step(res["steps"][0], want, total, sum(dict(model.named_parameters())[n].numel() for n in want),
+                        "after the linear probe of a timm ConvNeXt whose parameters were all frozen before")
 
 
 @pytest.mark.task("3.6", points=1)
@@ -630,11 +998,8 @@ def test_full_finetuning_unfreezes_everything(student):
     total = sum(p.numel() for p in model.parameters())
     res = student.probe("finetune_state", kind="vit", modes=["linear_probe", "full"],
                         freeze_first=["cls_token", "blocks.0.attn.qkv.weight"])
-    step = res["steps"][1]
-    if step["trainable"] != names or tuple(step["count"]) != (total, total):
-        raise AssertionError(f"prepare_finetune(model, 'full') after a linear probe (and with some parameters frozen "
-                             f"before): trainable {len(step['trainable'])} of {len(names)} parameters, count "
-                             f"{tuple(step['count'])}; expected every parameter trainable, ({total}, {total})")
+    check_finetune_step(res["steps"][1], names, total, total, "after prepare_finetune(model, 'full') following a "
+                        "linear probe (and with some parameters frozen before)")
     raised = student.probe("finetune_bad_mode", kind="vit", mode="partial")
     if "builtins.ValueError" not in raised:
         raise AssertionError(f"prepare_finetune(model, 'partial') must raise ValueError; it raised "
@@ -643,9 +1008,15 @@ def test_full_finetuning_unfreezes_everything(student):
 
 @pytest.mark.task("3.6", points=1)
 def test_count_parameters_with_frozen_and_shared(student):
-    got = student.probe("count_shared", freeze=["extra.weight"])
-    # embed.weight (7x3, tied with decoder.weight, counted once) + decoder.bias 7 + extra 3x2 + 2
-    want = (21 + 7 + 2, 21 + 7 + 6 + 2)
-    if tuple(got) != want:
-        raise AssertionError(f"count_parameters of a model with a tied weight (counted once) and extra.weight frozen: "
-                             f"{tuple(got)}; expected {want}")
+    vocab, dim, extra = DRAW.randrange(5, 40), DRAW.randrange(2, 9), DRAW.randrange(2, 7)
+    frozen = DRAW.choice([["extra.weight"], ["extra.bias", "decoder.bias"], ["embed.weight"]])
+    model = reference_probes().tied_model(vocab, dim, extra)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name not in frozen)
+    want = (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
+    got = student.probe("count_shared", vocab=vocab, dim=dim, extra=extra, freeze=frozen)
+    got = tuple(int(np.asarray(c)) for c in got) if isinstance(got, (tuple, list)) else got
+    if got != want:
+        raise AssertionError(f"count_parameters of Embedding({vocab}, {dim}) tied to a decoder Linear({dim}, {vocab}) "
+                             f"(one shared weight: counted once) and Linear({dim}, {extra}), with {frozen} frozen: "
+                             f"{got}; expected (trainable, total) = {want}")

@@ -10,13 +10,16 @@ window, so every shifted case here uses maps larger than the window: (8, 4, 2), 
 and batches have 2 images wherever a swapped axis or a mis-tiled mask could hide.
 """
 
+import random
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from vitgrade.hidden import assert_close, rand, randomise, state
+from vitgrade.hidden import assert_close, rand, randomise, state, tensor_meta
+
+DRAW = random.SystemRandom()  # drawn by the judge for every grading
 
 
 def timm_swin() -> SimpleNamespace:
@@ -137,13 +140,64 @@ def test_window_attention_with_mask_matches_timm(student):
 
 @pytest.mark.task("4.3", points=1)
 def test_window_attention_goes_through_week1(student):
+    """The worker makes every Week 1 ScaledDotProductAttention inside the student's module scale its
+    context by a factor drawn here; through Week 1's module the output is then timm's with the output
+    projection's weight scaled by that factor, computed here. Attention computed any other way does not
+    show the factor."""
     ref, init = timm_window_attention(8, 2, 2, seed=8)
-    res = student.probe("window_attention_calls", init=init, state=state(ref), x=rand(3, 4, 8, seed=9))
-    if res["cores"] < 1 or res["calls"] < 1:
-        raise AssertionError("WindowAttention must compute the attention with Week 1's "
-                             "vitcourse.attention.ScaledDotProductAttention (found "
-                             f"{res['cores']} such submodule(s), called {res['calls']} time(s)), passing "
-                             "the relative position bias and the mask as its additive `bias`")
+    factor = round(DRAW.uniform(2.0, 5.0), 3)
+    x = rand(3, 4, 8, seed=9)
+    got = student.probe("window_attention_through_core", init=init, state=state(ref), x=x, factor=factor)
+    with torch.no_grad():
+        ref.proj.weight.mul_(factor)
+        expected = ref(x)
+    assert_close(got, expected, f"WindowAttention with Week 1's ScaledDotProductAttention made to scale its "
+                 f"context by {factor}: the attention must go through vitcourse.attention.ScaledDotProductAttention "
+                 "(a submodule), with the relative position bias and the mask as its additive `bias`")
+
+
+def dropout_block(dim, resolution, heads, window, shift, silence):
+    """A block with dropout 0.5 whose attention branch (silence="attn": proj zeroed) or MLP branch
+    (silence="mlp": fc2 zeroed) adds exactly zero: what randomness is left comes from the other one."""
+    ref, init = timm_block(dim, resolution, heads, window, shift, seed=21)
+    with torch.no_grad():
+        for layer in ((ref.attn.proj,) if silence == "attn" else (ref.mlp.fc2,)):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    return ref, dict(init, dropout=0.5)
+
+
+@pytest.mark.task("4.5", points=1)
+@pytest.mark.parametrize("branch", ["attention", "mlp"])
+def test_block_dropout_in_training_only(student, branch):
+    """dropout acts on the attention weights and in the MLP in training mode, and nowhere in eval mode."""
+    ref, init = dropout_block(12, (8, 8), 3, 4, 2, silence="mlp" if branch == "attention" else "attn")
+    x = rand(2, 8, 8, 12, seed=22)
+    block = student.module("swin.SwinTransformerBlock", init=init, state=state(ref))
+    with torch.no_grad():
+        expected = ref.eval()(x)
+    assert_close(block(x), expected, "SwinTransformerBlock(dropout=0.5) in eval mode vs timm: no dropout")
+    train = student.module("swin.SwinTransformerBlock", init=init, state=state(ref), train=True)
+    first, second = train.run(x, seed=DRAW.randrange(1, 2**31)), train.run(x, seed=DRAW.randrange(1, 2**31))
+    if np.allclose(first["outputs"][0], expected, atol=1e-6) or np.allclose(first["outputs"][0],
+                                                                             second["outputs"][0], atol=1e-6):
+        where = "on the attention weights (WindowAttention passes it to Week 1's module)" if branch == "attention" \
+            else "in the MLP (Week 2's Mlp(dim, hidden, dropout))"
+        raise AssertionError(f"SwinTransformerBlock(dropout=0.5) in training mode, with only its {branch} branch "
+                             f"active, gave the eval-mode output: the dropout must act {where}")
+
+
+@pytest.mark.task("4.5", points=1)
+def test_block_buffers_follow_the_module(student):
+    """The relative position index and the shift mask are buffers: block.to(device) moves them with the
+    parameters. Checked on PyTorch's meta device (what a move to a GPU does, without a GPU)."""
+    res = student.probe("block_on_meta", init=dict(dim=8, input_resolution=(8, 8), num_heads=2, window_size=4,
+                                                   shift_size=2), shape=[2, 8, 8, 8])
+    if res["error"] or res["device"] != "meta" or res["shape"] != [2, 8, 8, 8]:
+        raise AssertionError(f"a shifted SwinTransformerBlock moved with .to('meta') and run on a meta input "
+                             f"gave {res['error'] or (res['device'], res['shape'])}: register attn_mask and "
+                             "relative_position_index as buffers (register_buffer(..., persistent=False)), not "
+                             "plain attributes, so they move with the module")
 
 
 @pytest.mark.task("4.3", points=1)
@@ -168,6 +222,9 @@ def test_shift_mask_matches_timm(student, resolution, window, shift):
         raise AssertionError(f"shifted_window_mask{(resolution, window, shift)}: {wrong} (query, key) pairs are "
                              "masked where timm's SwinTransformerBlock.attn_mask is not, or the other way round")
     assert_close(got, expected, "mask values: 0 within a region, -100 across regions", atol=0, rtol=0)
+    dtype = tensor_meta(got)["dtype"]
+    if dtype != "torch.float32":
+        raise AssertionError(f"shifted_window_mask returns a float32 mask (it is added to float scores); got {dtype}")
 
 
 @pytest.mark.task("4.4", points=1)
@@ -275,6 +332,13 @@ def test_patch_merging_rejects_odd_maps(student):
 
 
 # ---------------------------------------------------------------- Task 4.7: the model
+@pytest.mark.task("4.7", points=1)
+def test_stage_without_downsampling_keeps_its_width(student):
+    student.raises(ValueError, "swin.SwinTransformerStage", dim=8, out_dim=16, input_resolution=(8, 8), depth=2,
+                   downsample=False, num_heads=2, window_size=4)
+
+
+
 MODELS = [
     dict(img_size=32, patch_size=2, embed_dim=24, depths=(2, 2, 2), num_heads=(2, 4, 8), window_size=4,
          num_classes=10, mlp_ratio=2.0),

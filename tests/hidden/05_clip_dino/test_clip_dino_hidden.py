@@ -12,7 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, rand
+from vitgrade.hidden import assert_close, rand, tensor_meta
+
+
+def meta_of(value, what: str) -> dict:
+    """The facts the worker's wire recorded with a tensor (dtype, graph, device, shape)."""
+    try:
+        return tensor_meta(value)
+    except KeyError:
+        raise AssertionError(f"{what}: expected a torch tensor, got {type(value).__name__}") from None
 
 
 def open_clip_lib():
@@ -159,23 +167,58 @@ def test_features_and_labels_stay_aligned(student, shuffle):
 
 @pytest.mark.task("5.2", points=2)
 def test_features_are_frozen(student):
+    """The model's own outputs inside every call (kept by the probe's model, with the facts the wire
+    records) show the mode (dropout changes the values), the graph and the batches."""
     images, labels = distinct_images(9, seed=22)
     out = student.probe("extract_features", images=images, labels=labels, batch_size=4, shuffle=False)
-    seen = out["seen"]
-    if not seen:
+    outputs = out["outputs"]
+    if not outputs:
         raise AssertionError("the model was never called")
-    if any(call["training"] for call in seen):
-        raise AssertionError("the model ran in training mode (dropout on): call model.eval() before extracting")
-    if any(call["grad_enabled"] for call in seen):
-        raise AssertionError("the forward passes recorded an autograd graph: run them under torch.no_grad()")
-    if out["features_requires_grad"]:
+    sizes = [len(o) for o in outputs]
+    if sizes != [4, 4, 1]:
+        raise AssertionError(f"expected one forward pass per batch of the loader (4, 4, 1), got batches {sizes}")
+    for o, start in zip(outputs, (0, 4, 8)):
+        assert_close(o, images[start:start + len(o)].flatten(1), "the model's output inside extract_features: "
+                     "the model must run in eval mode (the test model has dropout)")
+        facts = meta_of(o, "the model's output inside extract_features")
+        if facts["requires_grad"] or facts["grad_fn"]:
+            raise AssertionError(f"the forward passes recorded an autograd graph (grad_fn {facts['grad_fn']}): run "
+                                 "them under torch.no_grad()")
+    facts = meta_of(out["features"], "the features")
+    if facts["requires_grad"] or facts["grad_fn"]:
         raise AssertionError("the returned features require grad: they must be frozen (no graph)")
-    if [call["batch"] for call in seen] != [4, 4, 1]:
-        raise AssertionError(f"expected one forward pass per batch of the loader (4, 4, 1), got "
-                             f"{[call['batch'] for call in seen]}")
-    if (out["features_dtype"], out["labels_dtype"], out["features_device"]) != ("torch.float32", "torch.int64", "cpu"):
-        raise AssertionError(f"features must be float32 on the CPU and labels int64; got {out['features_dtype']}, "
-                             f"{out['labels_dtype']} on {out['features_device']}")
+    labels_facts = meta_of(out["labels"], "the labels")
+    if (facts["dtype"], labels_facts["dtype"], facts["device"]) != ("torch.float32", "torch.int64", "cpu"):
+        raise AssertionError(f"features must be float32 on the CPU and labels int64; got {facts['dtype']}, "
+                             f"{labels_facts['dtype']} on {facts['device']}")
+
+
+@pytest.mark.task("5.2", points=1)
+@pytest.mark.parametrize("image_dtype,label_dtype", [("float64", "int32"), ("float16", "int64")])
+def test_features_are_float32_whatever_the_model_gives(student, image_dtype, label_dtype):
+    """A model may compute in float64 or float16 and a loader may yield int32 labels: the features are
+    float32 and the labels int64 all the same."""
+    images, labels = distinct_images(6, seed=24)
+    images = images.to(getattr(torch, image_dtype)).float()  # values exactly representable in both
+    out = student.probe("extract_features", images=images, labels=labels, batch_size=4, shuffle=False,
+                        image_dtype=image_dtype, label_dtype=label_dtype, start_in_train_mode=False)
+    facts, labels_facts = meta_of(out["features"], "the features"), meta_of(out["labels"], "the labels")
+    if facts["dtype"] != "torch.float32" or labels_facts["dtype"] != "torch.int64":
+        raise AssertionError(f"with a {image_dtype} model and {label_dtype} labels extract_features returned "
+                             f"{facts['dtype']} features and {labels_facts['dtype']} labels; they are float32 and "
+                             "int64 whatever the model and the loader give")
+    assert_close(out["features"], images.flatten(1), f"the features of a {image_dtype} model, as float32")
+    assert_close(out["labels"], labels, "the labels", atol=0)
+
+
+@pytest.mark.task("5.2", points=1)
+def test_features_of_a_model_without_parameters(student):
+    """device=None means the model's device, and the CPU for a model without parameters (a fixed
+    feature map such as raw pixels): that must work too."""
+    images, labels = distinct_images(5, seed=25)
+    out = student.probe("extract_features", images=images, labels=labels, batch_size=2, shuffle=False,
+                        parameterless=True)
+    assert_close(out["features"], images.flatten(1), "the features of a model without parameters (raw pixels)")
 
 
 @pytest.mark.task("5.2", points=1)
@@ -235,12 +278,19 @@ def test_zero_shot_weights_match_open_clip(student):
 
 @pytest.mark.task("5.3", points=1)
 def test_zero_shot_weights_are_unit_and_built_without_graph(student):
+    """The text tower's outputs inside the call (a graph through a gain that requires grad, when grad is
+    on) and the weights returned, with the facts the wire records."""
     out = student.probe("zero_shot_weights", table=prompt_table(e=5, seed=33), classnames=CLASSES,
                         templates=TEMPLATES)
     norms = np.linalg.norm(np.asarray(out["weights"]), axis=1)
     assert_close(norms, np.ones(len(CLASSES)), "the L2 norm of every class vector")
-    if out["requires_grad"] or any(out["grad_enabled_in_calls"]):
-        raise AssertionError("encode_text ran with autograd on: build the classifier under torch.no_grad()")
+    if not out["encoded"]:
+        raise AssertionError("zero_shot_weights never called encode_text")
+    for value, what in [(out["weights"], "the class weights"), *[(e, "encode_text's output") for e in out["encoded"]]]:
+        facts = meta_of(value, what)
+        if facts["requires_grad"] or facts["grad_fn"]:
+            raise AssertionError(f"{what} carries an autograd graph (grad_fn {facts['grad_fn']}): build the "
+                                 "classifier under torch.no_grad()")
 
 
 @pytest.mark.task("5.3", points=2)
@@ -320,6 +370,35 @@ def test_knn_leave_one_out_excludes_only_the_query(student):
 
 
 @pytest.mark.task("5.4", points=1)
+def test_knn_default_number_of_classes(student):
+    """num_classes=None means train_labels.max() + 1: with class 2 absent from the bank there are still 4
+    classes (0..3), and a query can be scored for all of them."""
+    bank, _, queries = knn_data(n=24, m=5, seed=65)
+    labels = torch.tensor([0, 1, 3] * 8)  # no image of class 2 in the bank
+    scores, preds = student.fn("knn.knn_predict", bank, labels, queries, k=6, temperature=0.1)
+    ref_scores, ref_preds = reference_knn(bank, labels, queries, 6, 0.1, 4)
+    assert_close(scores, ref_scores, "k-NN scores with the default num_classes, bank labels {0, 1, 3}: K = "
+                 "max + 1 = 4 columns (class 2 scores 0)", rtol=1e-4, atol=1e-6 * float(ref_scores.max()))
+    if not np.array_equal(np.asarray(preds), ref_preds.numpy()):
+        raise AssertionError("k-NN predictions must be the argmax of the scores")
+
+
+@pytest.mark.task("5.4", points=1)
+def test_knn_of_half_precision_features(student):
+    """Features from a model run in float16 (as under autocast on a GPU): similarities and votes are
+    computed in float32. In float16 exp(0.99 / 0.07) = 1.4e6 overflows (float16 stops at 65504)."""
+    bank, labels, queries = knn_data(seed=66)
+    bank, queries = F.normalize(bank, dim=1).half(), F.normalize(queries, dim=1).half()
+    scores, _ = student.fn("knn.knn_predict", bank, labels, queries, k=5, temperature=0.07, num_classes=5)
+    ref_scores, _ = reference_knn(bank.float(), labels, queries.float(), 5, 0.07, 5)
+    assert_close(scores, ref_scores, "k-NN scores of float16 features (compared in float32)", rtol=1e-3,
+                 atol=1e-6 * float(ref_scores.max()))
+    dtype = meta_of(scores, "the k-NN scores")["dtype"]
+    if dtype != "torch.float32":
+        raise AssertionError(f"k-NN scores of float16 features are float32; got {dtype}")
+
+
+@pytest.mark.task("5.4", points=1)
 def test_knn_checks_k(student):
     bank, labels, queries = knn_data(n=8)
     student.raises(ValueError, "knn.knn_predict", bank, labels, queries, k=9)
@@ -373,3 +452,32 @@ def test_linear_probe_num_classes(student):
     if logits.shape != (7, 5):
         raise AssertionError(f"num_classes=5 with labels 0..2: the classifier has 5 outputs, logits (7, 5); got "
                              f"{logits.shape}")
+    y_gap = torch.where(y_train == 1, torch.tensor(2), y_train)  # classes 0 and 2 only
+    logits = np.asarray(student.fn("probe.linear_probe", x_train, y_gap, x_train[:7], steps=5))
+    if logits.shape != (7, 3):
+        raise AssertionError(f"the default num_classes is train_labels.max() + 1: labels 0 and 2 give 3 outputs, "
+                             f"logits (7, 3); got {logits.shape}")
+
+
+@pytest.mark.task("5.5", points=1)
+def test_linear_probe_returns_logits_without_graph(student):
+    x_train, y_train = separable(60, seed=76)
+    logits = student.fn("probe.linear_probe", x_train, y_train, x_train[:9], num_classes=3, steps=5)
+    facts = meta_of(logits, "linear_probe's logits")
+    if facts["requires_grad"] or facts["grad_fn"]:
+        raise AssertionError(f"linear_probe returns its test logits with an autograd graph (grad_fn "
+                             f"{facts['grad_fn']}): they are the frozen classifier's answers, computed under "
+                             "torch.no_grad()")
+
+
+@pytest.mark.task("5.5", points=1)
+def test_linear_probe_learns_inside_no_grad(student):
+    """Called from inside torch.no_grad() (next to a frozen feature extraction, say), the probe still trains."""
+    x_train, y_train = separable(300, seed=77)
+    x_test, y_test = separable(100, seed=78)
+    logits = student.probe("call_without_grad", target="probe.linear_probe", args=[x_train, y_train, x_test],
+                           kwargs=dict(num_classes=3))
+    accuracy = float((np.asarray(logits).argmax(1) == y_test.numpy()).mean())
+    if accuracy < 0.95:
+        raise AssertionError(f"linear_probe called inside torch.no_grad() reaches {accuracy:.2f} on linearly separable "
+                             "features; it must train whatever the caller's grad mode (torch.enable_grad())")
