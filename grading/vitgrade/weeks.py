@@ -237,6 +237,25 @@ WEEKS: dict[int, Week] = {
         references=("open_clip",),
         allowed=("tqdm",),
     ),
+    7: Week(
+        number=7,
+        slug="vit_vs_cnn",
+        title="ViT vs CNN: Grad-CAM, adversarial attacks, transfer, shape bias, error analysis",
+        modules=("gradcam.py", "attacks.py", "robustness.py", "errors.py"),
+        tasks=(
+            Task("7.1", "Grad-CAM for a CNN layer and a ViT block"),
+            Task("7.2", "FGSM and PGD under an L-infinity budget"),
+            Task("7.3", "Robustness curves: accuracy against epsilon, and the area under it"),
+            Task("7.4", "Transfer: adversarial examples from one model on another"),
+            Task("7.5", "Perturbations kept to low or high spatial frequencies"),
+            Task("7.6", "Shape bias on cue-conflict images"),
+            Task("7.7", "Error taxonomy and confusion matrices"),
+        ),
+        sample_mutant="pgd_projection_before_step",
+        references=("pytorch_grad_cam", "torchattacks", "timm"),
+        allowed=("tqdm",),
+        probe_packages=("timm",),
+    ),
 }
 
 
