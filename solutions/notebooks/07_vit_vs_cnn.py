@@ -44,9 +44,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import timm
 import torch
-import torchattacks
-from pytorch_grad_cam import GradCAM as LibraryGradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import vitcourse.compare as comparison
 from vitcourse.attacks import fgsm, pgd
@@ -72,14 +69,13 @@ def lap(what: str, since: float) -> float:
 
 @functools.cache
 def pair():
-    """The ViT, the CNN and their test set. SMOKE: the shipped shapes models and the 1,000 test scenes
-    (with object masks); FULL: ViT-S/16 and ResNet-50 fine-tuned on Food-101 (a GPU and the data needed)."""
-    return comparison.contenders()
-
-
-vit, cnn, test = pair()
-print(f"test set: {test.source}, {len(test.labels)} images of {tuple(test.images.shape[1:])}, "
-      f"classes {test.classes}")
+    """The ViT, the CNN and their test set, loaded on first use. SMOKE: the shipped shapes models (the ViT
+    in timm's implementation, with the shipped weights) and the 1,000 test scenes with object masks;
+    FULL: ViT-S/16 and ResNet-50 fine-tuned on Food-101 (a GPU and the data needed)."""
+    vit, cnn, test = comparison.contenders()
+    print(f"test set: {test.source}, {len(test.labels)} images of {tuple(test.images.shape[1:])}, "
+          f"classes {test.classes}")
+    return vit, cnn, test
 
 # %% [markdown]
 # ## 1. Task 7.1: Grad-CAM, for a CNN layer and for a ViT block
@@ -116,6 +112,9 @@ images, targets = torch.rand(4, 3, 48, 40), torch.tensor([0, 1, 2, 3])
 
 def library_cam(model, layer, images, targets, reshape=None):
     """pytorch-grad-cam's map (it leaves .grad on the parameters: cleared here)."""
+    from pytorch_grad_cam import GradCAM as LibraryGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     with LibraryGradCAM(model, [layer], reshape_transform=reshape) as cam:
         maps = cam(images, [ClassifierOutputTarget(int(t)) for t in targets])
     model.zero_grad(set_to_none=True)
@@ -124,6 +123,7 @@ def library_cam(model, layer, images, targets, reshape=None):
 
 compare("GradCAM vs pytorch_grad_cam, resnet18 layer2, 48 x 40 images",
         GradCAM(resnet, resnet.layer2)(images, targets), library_cam(resnet, resnet.layer2, images, targets), tol=1e-4)
+vit, cnn, test = pair()
 scenes, labels = test.images[:6], test.labels[:6]
 compare("GradCAM vs pytorch_grad_cam, the shapes ViT at blocks[-1].norm1 (CLS dropped)",
         vit.gradcam(scenes, labels),
@@ -138,13 +138,16 @@ print("vit_reshape_transform of tokens (1, 2 + 4, 4), 2 prefix tokens -> (B, D, 
 # from its last convolution (a 4 x 4 grid, hence the blur); the ViT's from its 8 x 8 patch grid.
 
 # %%
+vit, cnn, test = pair()
+scenes, labels = test.images[:6], test.labels[:6]
+maps = {who.name: who.gradcam(scenes, labels) for who in (cnn, vit)}  # (6, 32, 32) each
 fig, axes = plt.subplots(3, 6, figsize=(11, 5.6))
 for i in range(6):
     comparison._show(axes[0, i], scenes[i], SCENE_CLASSES[int(labels[i])])
-    for row, who in ((1, cnn), (2, vit)):
+    for row, name in ((1, cnn.name), (2, vit.name)):
         axes[row, i].imshow(scenes[i].permute(1, 2, 0).mean(-1), cmap="gray")
-        axes[row, i].imshow(who.gradcam(scenes[i:i + 1], labels[i:i + 1])[0], cmap="jet", alpha=0.5)
-        axes[row, i].set_title(f"{who.name} Grad-CAM", fontsize=8)
+        axes[row, i].imshow(maps[name][i], cmap="jet", alpha=0.5)
+        axes[row, i].set_title(f"{name} Grad-CAM", fontsize=8)
         axes[row, i].axis("off")
 plt.tight_layout()
 plt.show()
@@ -186,24 +189,38 @@ grade_task("7.1")
 
 # %%
 section = time.monotonic()
+vit, cnn, test = pair()
 x, y = test.images[:16], test.labels[:16]
 mean, std = cnn.model.mean.flatten().tolist(), cnn.model.std.flatten().tolist()  # the CNN expects (x - mean) / std
-m4, s4 = cnn.model.mean, cnn.model.std  # (1, 3, 1, 1)
-reference = torchattacks.FGSM(cnn.net, eps=4 / 255)
-reference.set_normalization_used(mean, std)  # torchattacks then takes and returns normalised images
+
+
+def library_attack(name, model, images, labels, normalised=False, targeted=False, **kwargs):
+    """torchattacks' FGSM or PGD on pixel images, as pixel images (torchattacks, told the normalisation,
+    takes and returns normalised images)."""
+    import torchattacks
+
+    attack = getattr(torchattacks, name)(model, **kwargs)
+    if targeted:
+        attack.set_mode_targeted_by_label(quiet=True)
+    if not normalised:
+        return attack(images, labels)
+    attack.set_normalization_used(mean, std)
+    m4, s4 = cnn.model.mean, cnn.model.std  # (1, 3, 1, 1)
+    return attack((images - m4) / s4, labels) * s4 + m4
+
+
 compare("fgsm vs torchattacks.FGSM, eps 4/255, the CNN (normalisation by argument)",
-        fgsm(cnn.net, x, y, 4 / 255, mean=mean, std=std), reference((x - m4) / s4, y) * s4 + m4, tol=1e-5)
-reference = torchattacks.PGD(cnn.net, eps=4 / 255, alpha=1 / 255, steps=5, random_start=False)
-reference.set_normalization_used(mean, std)
+        fgsm(cnn.net, x, y, 4 / 255, mean=mean, std=std),
+        library_attack("FGSM", cnn.net, x, y, normalised=True, eps=4 / 255), tol=1e-5)
 compare("pgd vs torchattacks.PGD, eps 4/255, 5 steps of 1/255, no random start",
         pgd(cnn.net, x, y, 4 / 255, 1 / 255, 5, random_start=False, mean=mean, std=std),
-        reference((x - m4) / s4, y) * s4 + m4, tol=1e-5)
-reference = torchattacks.PGD(vit.model, eps=4 / 255, alpha=1 / 255, steps=5, random_start=False)
-reference.set_mode_targeted_by_label(quiet=True)
+        library_attack("PGD", cnn.net, x, y, normalised=True, eps=4 / 255, alpha=1 / 255, steps=5,
+                       random_start=False), tol=1e-5)
 target = (y + 1) % len(SCENE_CLASSES)
 compare("targeted pgd vs torchattacks (set_mode_targeted_by_label), the ViT",
         pgd(vit.model, x, target, 4 / 255, 1 / 255, 5, random_start=False, targeted=True),
-        reference(x, target), tol=1e-5)
+        library_attack("PGD", vit.model, x, target, targeted=True, eps=4 / 255, alpha=1 / 255, steps=5,
+                       random_start=False), tol=1e-5)
 adversarial = pgd(vit.model, x, y, 8 / 255, steps=10)
 print(f"PGD 8/255 on the ViT: largest change {float((adversarial - x).abs().max()) * 255:.2f}/255, pixels in "
       f"[{float(adversarial.min()):.2f}, {float(adversarial.max()):.2f}], ViT accuracy "
@@ -211,9 +228,12 @@ print(f"PGD 8/255 on the ViT: largest change {float((adversarial - x).abs().max(
       f"{float((predict(vit.model, adversarial) == y).float().mean()):.2f}")
 
 # %%
+vit, cnn, test = pair()
+x, y = test.images[:16], test.labels[:16]
+attacked = {who.name: pgd(who.model, x[:1], y[:1], 8 / 255, steps=10) for who in (vit, cnn)}  # (1, 3, 32, 32)
 fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
 for row, who in enumerate((vit, cnn)):
-    adv = pgd(who.model, x[:1], y[:1], 8 / 255, steps=10)
+    adv = attacked[who.name]
     prediction = SCENE_CLASSES[int(predict(who.model, adv)[0])]
     comparison._show(axes[row, 0], x[0], f"clean: {SCENE_CLASSES[int(y[0])]}")
     comparison._show(axes[row, 1], adv[0], f"PGD 8/255 on the {who.name}\n-> {prediction}")
@@ -267,7 +287,7 @@ for name, result in curves().items():
     for attack in ("fgsm", "pgd"):
         points = ", ".join(f"{e}/255: {a:.3f}" for e, a in zip(result["epsilons_255"], result[attack]))
         print(f"{name} {attack.upper():4}  {points}   area {result[attack + '_area']:.3f}")
-comparison.figure_robustness(curves(), (vit.name, cnn.name))
+comparison.figure_robustness(curves(), tuple(curves()))
 plt.show()
 print("curve_area of a flat curve at 0.7:", curve_area([0.0, 0.01, 0.03], [0.7, 0.7, 0.7]))
 section = lap("section 3", section)
@@ -308,12 +328,11 @@ def transfer() -> dict:
     return comparison.transfer(vit, cnn, test.images[:S.n_attack], test.labels[:S.n_attack], S)
 
 
-matrix = transfer()["matrix"]
-print(f"PGD {S.transfer_eps}/255, rows: source, columns: target ({vit.name}, {cnn.name})")
-for name, row in zip((vit.name, cnn.name), matrix):
-    print(f"  made on the {name}: " + ", ".join(f"{t} accuracy {a:.3f}" for t, a in zip((vit.name, cnn.name), row)))
-comparison.figure_matrix(matrix, [vit.name, cnn.name], f"accuracy under PGD {S.transfer_eps}/255", "target",
-                         "source")
+matrix, names = transfer()["matrix"], transfer()["order"]
+print(f"PGD {S.transfer_eps}/255, rows: source, columns: target ({', '.join(names)})")
+for name, row in zip(names, matrix):
+    print(f"  made on the {name}: " + ", ".join(f"{t} accuracy {a:.3f}" for t, a in zip(names, row)))
+comparison.figure_matrix(matrix, names, f"accuracy under PGD {S.transfer_eps}/255", "target", "source")
 plt.show()
 section = lap("section 4", section)
 
@@ -355,6 +374,7 @@ print(f"cutoff {S.freq_cutoff:g} cycles per image: the low band keeps {int(low.s
 noise = torch.randn(2, 3, 32, 32)
 compare("band_limit(x, low) + band_limit(x, high) == x", band_limit(noise, low) + band_limit(noise, high), noise,
         tol=1e-5)
+vit, cnn, test = pair()
 direction = comparison.input_gradient_sign(vit, test.images[:1], test.labels[:1])
 fig, axes = plt.subplots(1, 5, figsize=(11, 2.6))
 axes[0].imshow(torch.fft.fftshift(low.float()), cmap="gray")
@@ -381,7 +401,7 @@ for name, result in frequency().items():
     print(name, ", ".join(f"{key.replace('_', ' ')} {result[key][0]:.3f}"
                           for key in ("low_gradient", "high_gradient", "low_random", "high_random")),
           f"(eps {result['eps_255'][0]}/255)")
-comparison.figure_frequency(frequency(), (vit.name, cnn.name))
+comparison.figure_frequency(frequency(), tuple(frequency()))
 plt.show()
 section = lap("section 5", section)
 
@@ -434,16 +454,17 @@ print("by hand: 3 conflict images, one answer follows the shape, one the texture
 
 @functools.cache
 def bias() -> dict:
-    return comparison.shape_bias_results(verbose=False, n=S.n_taxonomy)
+    return comparison.shape_bias_results(verbose=False, n=S.n_pointing * 3, textured_accuracy=False)
 
 
 results = bias()
 print(f"{results['n_conflict']} cue-conflict scenes")
-print(f"{'model':<20} {'shape bias':>10} {'shape':>7} {'texture':>8} {'textured acc':>13} {'plain acc':>10}")
+print(f"{'model':<20} {'shape bias':>10} {'shape':>7} {'texture':>8} {'plain acc':>10}   (plain acc: the same scenes "
+      "without texture, the shape alone)")
 for recipe in comparison.SHAPE_BIAS_RECIPES:
     r = results[recipe]
     print(f"{recipe:<20} {r['shape_bias']:>10.3f} {r['shape_share']:>7.3f} {r['texture_share']:>8.3f} "
-          f"{r['textured_accuracy']:>13.3f} {r['plain_accuracy']:>10.3f}")
+          f"{r['plain_accuracy']:>10.3f}")
 section = lap("section 6", section)
 
 # %% [markdown]
@@ -472,6 +493,10 @@ grade_task("7.6")
 
 # %%
 section = time.monotonic()
+print("confusion_matrix by hand (rows true, columns predicted):",
+      confusion_matrix(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2).tolist(), "(expect [[1, 0], [1, 1]])")
+print("error_taxonomy by hand:", {k: v.tolist() for k, v in error_taxonomy(
+    torch.tensor([0, 0, 1]), torch.tensor([1, 0, 1]), torch.tensor([0, 1, 1])).items()})
 
 
 @functools.cache
@@ -489,6 +514,7 @@ for name, entry in taxonomy().items():
     print(f"   most frequent confusions (true -> predicted, count): ViT {entry['top_confusions_vit']}, "
           f"CNN {entry['top_confusions_cnn']}")
 noisy = taxonomy()[f"noise {S.noise_sigma}"]
+vit, cnn, test = pair()
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
 for ax, who in zip(axes, ("vit", "cnn")):
     ax.imshow(noisy[f"confusion_{who}"], cmap="viridis")
@@ -502,10 +528,6 @@ plt.show()
 comparison.figure_taxonomy(comparison.taxonomy_sets(test, S)[f"noise {S.noise_sigma}"], test, noisy,
                            f"noise {S.noise_sigma}: examples of each category")
 plt.show()
-print("confusion_matrix by hand (rows true, columns predicted):",
-      confusion_matrix(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2).tolist(), "(expect [[1, 0], [1, 1]])")
-print("error_taxonomy by hand:", {k: v.tolist() for k, v in error_taxonomy(
-    torch.tensor([0, 0, 1]), torch.tensor([1, 0, 1]), torch.tensor([0, 1, 1])).items()})
 section = lap("section 7", section)
 
 # %% [markdown]
@@ -545,7 +567,7 @@ def explanations() -> tuple:
 def report() -> dict:
     """The comparison's numbers, assembled from the sections above (each computed once)."""
     vit, cnn, test = pair()
-    costs = {c.name: comparison.cost(c, test, S.cost_batch, torch.device("cpu")) for c in (vit, cnn)}
+    costs = {c.name: comparison.cost(c, test, S.cost_batch, torch.device("cpu"), S.n_taxonomy) for c in (vit, cnn)}
     return {"order": [vit.name, cnn.name], "cost": costs,
             "cost_note": f"cpu, batch {S.cost_batch}, {costs[vit.name]['threads']} threads",
             "robustness": curves(), "transfer": transfer(), "frequency": frequency(), "shape_bias": bias(),
@@ -556,6 +578,7 @@ print(comparison.table(report()))
 section = lap("section 8, the table", section)
 
 # %%
+vit, cnn, test = pair()
 pointing, panels = explanations()
 comparison.figure_panels(panels, test.classes, pointing)
 plt.show()
