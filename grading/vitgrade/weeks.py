@@ -217,6 +217,25 @@ WEEKS: dict[int, Week] = {
         references=("open_clip",),
         allowed=("tqdm",),
     ),
+    6: Week(
+        number=6,
+        slug="interpretability",
+        title="Interpretability: attention maps, rollout, gradients, heads, measured against the truth",
+        modules=("attention_maps.py", "rollout.py", "gradient_attention.py", "head_stats.py", "ablation.py",
+                 "faithfulness.py"),
+        tasks=(
+            Task("6.1", "Attention extraction with forward hooks, the model left as found"),
+            Task("6.2", "Attention rollout"),
+            Task("6.3", "Gradient-weighted attention"),
+            Task("6.4", "Statistics per layer and head: distance, entropy, CLS, sparsity"),
+            Task("6.5", "Head ablation"),
+            Task("6.6", "Faithfulness: deletion curve, pointing game, mass inside the object"),
+        ),
+        sample_mutant="rollout_without_identity",
+        references=("timm",),
+        allowed=("tqdm",),
+        probe_packages=("timm",),
+    ),
 }
 
 

@@ -103,7 +103,8 @@ def test_training_command_runs_the_shapes_vit_recipe(tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["recipe"] == "shapes-vit" and summary["epochs"] == 1
     assert 0 < summary["test_acc"] <= 1
-    check = run_python(f"from vitcourse.models import shapes_vit; m = shapes_vit(path=r'{tmp_path / 'run' / 'model.pt'}')"
+    model_file = tmp_path / "run" / "model.pt"
+    check = run_python(f"from vitcourse.models import shapes_vit; m = shapes_vit(path=r'{model_file}')"
                        "; print(m.info['recipe'], m.info['how'])", tmp_path)
     assert check.returncode == 0 and "read from model.pt" in check.stdout, check.stderr[-3000:]
 
