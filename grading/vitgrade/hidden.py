@@ -1,5 +1,9 @@
 """What a hidden test imports: ``from vitgrade.hidden import assert_close, rand, StudentFailure``.
 
+``tensor_meta(array)``: what an array the student's code returned was as a torch tensor in the
+student's process (dtype, requires_grad, grad_fn, device, contiguity, shape), for promises such
+as "float32 features with no graph" (:func:`vitgrade.student.wire.meta`).
+
 The ``student`` fixture needs no import: the judge's plugin provides it. See
 :mod:`vitgrade.judging.api` for the API (``student.fn``, ``student.module``, ``student.raises``,
 ``student.probe``) and ``CONTRIBUTING.md`` for how a week's hidden suite is laid out.
@@ -7,5 +11,7 @@ The ``student`` fixture needs no import: the judge's plugin provides it. See
 
 from vitgrade.confine.sandbox import StudentFailure
 from vitgrade.judging.api import ModuleRef, Student, assert_close, rand, randomise, source, state
+from vitgrade.student.wire import meta as tensor_meta
 
-__all__ = ["ModuleRef", "Student", "StudentFailure", "assert_close", "rand", "randomise", "source", "state"]
+__all__ = ["ModuleRef", "Student", "StudentFailure", "assert_close", "rand", "randomise", "source", "state",
+           "tensor_meta"]

@@ -33,6 +33,9 @@ PACKAGE = "vitcourse"
 # runs inside the sandbox next to the week's own probes (see vitgrade.judging.api).
 COMMON_PROBES = TESTS / "hidden" / "common"
 
+# Third-party packages every week's exercise modules may import (see Week.allowed).
+BASE_PACKAGES = ("torch", "numpy")
+
 # Modules of the package that every week ships (no exercises in them).
 SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py", "profiling.py",
                   "models.py", "batches.py", "train.py")  # Week 3: CNN teacher, on-device batches, training command
@@ -71,6 +74,23 @@ class Week:
     # but the exercise modules may not import them (a static check in the judge, and the import
     # guard in the process).
     probe_packages: tuple[str, ...] = ()
+
+    @property
+    def student_packages(self) -> tuple[str, ...]:
+        """What the week's exercise modules may import besides the standard library and vitcourse."""
+        return BASE_PACKAGES + self.allowed
+
+    @property
+    def worker_packages(self) -> tuple[str, ...]:
+        """Every package the student's process may hold: the student's and the probes'."""
+        return self.student_packages + tuple(p for p in self.probe_packages if p not in self.allowed)
+
+    @property
+    def import_rule(self) -> str:
+        """The rule in words, for the message a student who breaks it gets."""
+        names = ", ".join(self.student_packages)
+        return (f"Week {self.number}'s exercise modules may import only {names}, the standard library and "
+                f"vitcourse (the libraries that do the exercise for real are what you are graded against)")
 
     @property
     def id(self) -> str:

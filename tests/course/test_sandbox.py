@@ -224,3 +224,24 @@ def test_the_zygote_relays_exit_status_and_kills_an_abandoned_child(root, zygote
         alive = os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
         assert not alive, "the zygote left an abandoned worker running"
         box._child = None
+
+
+def test_tensor_facts_travel_with_the_array(tmp_path):
+    """What a tensor was in the student's process reaches the judge with its numbers (tensor_meta)."""
+    import torch
+
+    from vitgrade.hidden import tensor_meta
+
+    leaf = torch.ones(2, 3, requires_grad=True)
+    value = {"graph": leaf * 2, "half": torch.zeros(4, dtype=torch.bfloat16), "strided": torch.ones(3, 4).t(),
+             "plain": np.zeros(2)}
+    wire.write_message(tmp_path / "m", value)
+    back = wire.read_message(tmp_path / "m")
+    assert tensor_meta(back["graph"]) == {"dtype": "torch.float32", "requires_grad": True, "grad_fn": "MulBackward0",
+                                          "device": "cpu", "contiguous": True, "shape": [2, 3]}
+    assert tensor_meta(back["half"])["dtype"] == "torch.bfloat16" and back["half"].dtype == np.float32
+    assert tensor_meta(back["strided"])["contiguous"] is False
+    assert tensor_meta(back["graph"])["requires_grad"] and not tensor_meta(back["half"])["requires_grad"]
+    for not_a_tensor in (back["plain"], back["graph"][0], back["graph"] * 1):
+        with pytest.raises(KeyError):
+            tensor_meta(not_a_tensor)

@@ -28,7 +28,6 @@ from vitgrade.autograde import nbtrust, repair
 from vitgrade.build import generate, mutants, submissions
 from vitgrade.confine import isolate
 from vitgrade.confine.zygote import ENV as ZYGOTE_ENV
-from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import one_line
 from vitgrade.pipes import PipeReader
@@ -276,7 +275,7 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
     tests = judge.tests_digest(course / "source" / assignment / "hidden_tests")
     located = _locate_notebooks(week, students, course)
     try:
-        with Zygote(preload=week.references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with judge.new_zygote(number) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             graded = pool.map(lambda batch: _autograde_batch(assignment, batch, digests, course, tests,
                                                              zygote.address, located),
                               batches(students, located, jobs, cost))

@@ -208,14 +208,18 @@ BASIC_WARNING = ("WARNING: isolation level 'basic': student code can READ every 
 
 def new_policy(memory_mb: int, fsize_bytes: int, read_only: list[str | Path] = (),
                writable: list[str | Path] = (), mountpoint: str | Path | None = None,
-               network: bool = False) -> Policy:
+               network: bool = False, packages: tuple[str, ...] | None = None) -> Policy:
     """A policy for this machine's level; the view holds the Python installation, the system
-    libraries and the grading tool's own package (read-only) plus the paths given."""
+    libraries and the grading tool's own package (read-only) plus the paths given. With
+    ``packages`` (import names) it holds the standard library and only those installed packages
+    and what they require (:func:`vitgrade.confine.view.package_paths`), not the whole installation."""
     lvl = level()
     grading_tool = str(Path(__file__).resolve().parents[1])  # vitgrade/ itself, not its repository
+    python = (view.python_paths() if packages is None
+              else view.stdlib_paths() + list(view.package_paths(tuple(packages))))
     policy = Policy(memory_mb=memory_mb, fsize_bytes=fsize_bytes, level=lvl, network=network,
                     mountpoint=str(mountpoint) if mountpoint else None,
-                    read_only=view.python_paths() + view.system_paths() + [grading_tool]
+                    read_only=python + view.system_paths() + [grading_tool]
                     + [str(p) for p in read_only],
                     writable=[str(p) for p in writable])
     if lvl == "root":

@@ -80,12 +80,18 @@ class Sandbox:
         memory_mb: int | None = None,
         threads: int | None = None,
         zygote: str | None = None,
+        week: weeks.Week | None = None,
     ) -> None:
         """Timeouts default to the settings (``VITGRADE_TIMEOUT``, ``VITGRADE_IMPORT_TIMEOUT``);
         every timeout, including one passed to :meth:`call`, is multiplied by
         ``VITGRADE_TIME_SCALE``. ``probes``: the week's probe module or package (importable in the
         worker as ``week_probes``, next to the course's ``course_probes``). ``zygote``: the address
-        of the batch's zygote (default: ``$VITGRADE_ZYGOTE``, or a private one for this sandbox)."""
+        of the batch's zygote (default: ``$VITGRADE_ZYGOTE``, or a private one for this sandbox).
+        ``week``: the week whose rule decides which installed packages the student's process may
+        import (:attr:`vitgrade.weeks.Week.worker_packages`; the view holds only those, and an
+        import of any other from the student's package fails with the rule in words); without it,
+        the whole Python installation is visible."""
+        self.week = week
         self.modules = modules
         self.scale = settings.time_scale()
         self.timeout = (timeout or settings.call_timeout()) * self.scale
@@ -125,7 +131,8 @@ class Sandbox:
         # installation and the system libraries; nothing else exists for it.
         self.policy = isolate.new_policy(self.memory_mb, LOG_LIMIT_BYTES,
                                          read_only=[self.root, self.probe_dir, self.inbox],
-                                         writable=[self.channel, self.workdir], mountpoint=self.scratch / "view")
+                                         writable=[self.channel, self.workdir], mountpoint=self.scratch / "view",
+                                         packages=week.worker_packages if week else None)
         for folder in (self.channel, self.workdir):
             isolate.hand_over(folder, self.policy)
         self.log_path = self.scratch / "output.log"
@@ -155,7 +162,9 @@ class Sandbox:
         log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         params = {"root": str(self.root), "inbox": str(self.inbox), "channel": str(self.channel),
                   "probe_dir": str(self.probe_dir), "threads": self.threads, "cwd": str(self.workdir),
-                  "policy": asdict(self.policy), "env": self._env()}
+                  "policy": asdict(self.policy), "env": self._env(),
+                  "imports": None if self.week is None else {"allowed": list(self.week.student_packages),
+                                                              "rule": self.week.import_rule}}
         try:
             self._child = zygote_mod.spawn(self.zygote, "worker", params, [req_r, rep_w, log])
         finally:

@@ -25,6 +25,7 @@ and bubblewrap can only start a new program.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -64,6 +65,64 @@ def python_paths() -> list[str]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sysconfig.get_paths()["stdlib"]}
     paths |= {p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p}
     return sorted(os.path.realpath(p) for p in paths if os.path.exists(p))
+
+
+def stdlib_paths() -> list[str]:
+    """The standard library (and its compiled modules): all of the Python installation a process
+    forked from a running interpreter needs, besides the packages it may import."""
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}  # not a virtual environment's
+    paths = {sysconfig.get_paths(vars=base)[k] for k in ("stdlib", "platstdlib")}
+    return sorted(os.path.realpath(p) for p in paths if os.path.exists(p))
+
+
+def _site_folders() -> list[str]:
+    return sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p) and "site-packages" in p})
+
+
+@functools.lru_cache(maxsize=16)
+def package_paths(import_names: tuple[str, ...]) -> tuple[str, ...]:
+    """The files and folders, directly inside a site-packages folder, of the distributions that
+    provide ``import_names`` and of everything they require (extras excluded): an allow-list of
+    installed packages. Anything else installed (timm, open_clip, pytorch_grad_cam, ...) is not
+    in a view built from these paths."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    providers = metadata.packages_distributions()
+    wanted = [canonicalize_name(d) for name in import_names for d in providers.get(name, [])]
+    missing = [name for name in import_names if name not in providers]
+    if missing:
+        raise LookupError(f"no installed distribution provides {', '.join(missing)}")
+    found: dict[str, metadata.Distribution] = {}
+    while wanted:
+        name = wanted.pop()
+        if name in found:
+            continue
+        try:
+            found[name] = dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional requirement that is not installed
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                wanted.append(canonicalize_name(req.name))
+    sites = _site_folders()
+    paths = set()
+    for dist in found.values():
+        base = os.path.realpath(str(dist.locate_file("")))
+        if base not in sites:
+            continue
+        for entry in dist.files or []:
+            top = entry.parts[0]
+            if top in ("..", "__pycache__") or top.endswith(".pth"):
+                continue
+            paths.add(os.path.join(base, top))
+        info = getattr(dist, "_path", None)  # the .dist-info folder itself
+        if info is not None:
+            paths.add(os.path.realpath(str(info)))
+    return tuple(sorted(p for p in paths if os.path.lexists(p)))
 
 
 def system_paths() -> list[str]:

@@ -13,19 +13,28 @@ names a role, and the child becomes
 * a **worker** (:mod:`vitgrade.student.worker`): it confines itself with the request's
   :class:`~vitgrade.confine.isolate.Policy` (session, rlimits, namespaces, uid) and serves the
   student's code over the pipes it was handed;
-* a **judge** (:mod:`vitgrade.judging.judge`): it runs a week's test suite and writes the result
-  to the pipe it was handed.
+* a **judge**: it runs the entry point the request names (``vitgrade.judging.judge:main``: a week's
+  test suite, which writes the result to the pipe it was handed).
 
-Requests travel over a Unix socket (``SOCK_SEQPACKET``, one message per request, the pipes as
-``SCM_RIGHTS``) in a folder only the grader can enter. Each child is tied to the connection that
-asked for it: the zygote reports the child's pid, then its exit status when it ends (it is the
-parent, so it is the one that can ``waitpid``), and kills it if the connection closes first, so a
-judge that dies takes its worker with it. Children of the zygote die with it (``PDEATHSIG``), and
-the zygote dies with the process that started it.
+Workers and judges come from two different processes, so a worker never inherits what only a
+judge may use. The zygote imports torch, numpy and the worker's own modules, then forks the
+**worker template**, which imports only the packages the week allows in the student's process
+(:attr:`vitgrade.weeks.Week.worker_packages`) and forks workers; then the zygote itself imports
+pytest, the judge and the libraries the hidden tests compare with (``Week.references``, e.g. timm)
+and forks judges. A worker of Week 4 cannot find timm in memory, because nothing it descends
+from has imported it (and :mod:`vitgrade.confine.view` keeps it off the worker's disk too).
+
+Requests travel over Unix sockets (``SOCK_SEQPACKET``, one message per request, the pipes as
+``SCM_RIGHTS``) in a folder only the grader can enter: ``<address>/judge`` and ``<address>/worker``.
+Each child is tied to the connection that asked for it: the zygote reports the child's pid, then
+its exit status when it ends (it is the parent, so it is the one that can ``waitpid``), and kills
+it if the connection closes first, so a judge that dies takes its worker with it. Children of the
+zygote die with it (``PDEATHSIG``), and the zygote dies with the process that started it.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import selectors
@@ -104,11 +113,16 @@ class Child:
             pass
 
 
+ROLES = ("judge", "worker")
+
+
 def spawn(address: str, role: str, params: dict, fds: list[int] = ()) -> Child:
     """Ask the zygote at ``address`` for a child in ``role`` with ``params``; hand it ``fds``."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     conn.settimeout(STARTUP_TIMEOUT)
-    conn.connect(address)
+    conn.connect(os.path.join(address, role))
     socket.send_fds(conn, [json.dumps({"role": role, "params": params}).encode()], list(fds))
     reply = conn.recv(MAX_MESSAGE)
     if not reply:
@@ -118,22 +132,29 @@ def spawn(address: str, role: str, params: dict, fds: list[int] = ()) -> Child:
 
 
 class Zygote:
-    """Start a zygote for one batch; ``address`` is its socket. Use as a context manager."""
+    """Start a zygote for one batch; ``address`` is the folder of its sockets. Use as a context
+    manager. ``preload``: what judges need imported (the judge itself, the week's references);
+    ``worker_preload``: what the week allows in the student's process (nothing else is imported
+    where workers come from)."""
 
-    def __init__(self, preload: tuple[str, ...] = (), threads: int | None = None) -> None:
+    def __init__(self, preload: tuple[str, ...] = (), threads: int | None = None,
+                 worker_preload: tuple[str, ...] = ()) -> None:
         from vitgrade import settings
         from vitgrade.confine import isolate
 
         self.folder = Path(tempfile.mkdtemp(prefix="vitgrade-zygote-"))  # mode 0700: the grader's
-        self.address = str(self.folder / "socket")
+        self.address = str(self.folder)
         self.log = self.folder / "zygote.log"
         ready_r, ready_w = os.pipe()
         env = clean_env(threads or settings.threads())
-        # Importing timm makes torch create its compile cache folder in TMPDIR; keep it in ours.
+        # Importing timm makes torch create its compile cache folder in TMPDIR; keep it in ours, and
+        # anything else a library makes in TMPDIR while the zygote imports it (removed with it).
         env["TORCHINDUCTOR_CACHE_DIR"] = str(self.folder / "torchinductor")
+        env["TMPDIR"] = str(self.folder)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w), *preload],
+                [sys.executable, "-m", "vitgrade.confine.zygote", self.address, str(ready_w),
+                 ",".join(worker_preload), *preload],
                 env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=log, pass_fds=(ready_w,), preexec_fn=isolate.die_with_parent, cwd=self.folder)
         os.close(ready_w)
@@ -179,6 +200,9 @@ def _child_main(role: str, params: dict, fds: list[int], keep_fds: set[int]) -> 
                 pass
     os.environ.clear()
     os.environ.update(params.get("env", {}))
+    import tempfile as child_tempfile
+
+    child_tempfile.tempdir = None  # the request's TMPDIR, not the one the zygote imported under
     if role == "worker":
         from vitgrade.confine import isolate
         from vitgrade.student import worker
@@ -193,11 +217,10 @@ def _child_main(role: str, params: dict, fds: list[int], keep_fds: set[int]) -> 
         os.chdir(params["cwd"])
         isolate.confine(isolate.Policy(**params["policy"]))
         worker.serve(params["root"], req, rep, params["inbox"], params["channel"], params.get("probe_dir"),
-                     params["threads"])
+                     params["threads"], params.get("imports"))
         return 0
     if role == "judge":
         from vitgrade.confine import isolate
-        from vitgrade.judging import judge
 
         result, out = fds
         os.dup2(out, 1)
@@ -206,7 +229,9 @@ def _child_main(role: str, params: dict, fds: list[int], keep_fds: set[int]) -> 
         os.chdir(params["cwd"])
         os.setsid()
         isolate.die_with_parent()
-        return judge.main([*params["argv"], f"--result-fd={result}"])
+        module, _, function = params["entry"].partition(":")  # e.g. vitgrade.judging.judge:main
+        main = getattr(importlib.import_module(module), function)
+        return main([*params["argv"], f"--result-fd={result}"])
     raise ValueError(f"unknown role {role!r}")
 
 
@@ -234,32 +259,65 @@ def _fork(role: str, params: dict, fds: list[int], close_in_child: list, keep_fd
     return pid
 
 
-def serve(address: str, ready_fd: int, preload: list[str]) -> None:
+def _load(names: list[str]) -> None:
+    import gc
+
+    for name in names:
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()  # what is loaded now stays shared with every child (no copy-on-write by the GC)
+
+
+def serve(address: str, ready_fd: int, worker_preload: list[str], preload: list[str]) -> None:
+    """Fork the worker template (which serves ``<address>/worker``), then load the judges' modules
+    and serve ``<address>/judge``. Ready (one byte on ``ready_fd``) when both listen."""
     from vitgrade.confine import isolate
 
     isolate.die_with_parent()
-    import gc
-    import importlib
-
+    # timm imports wandb, when installed, for its optional experiment logging (0.5-0.9 s, and two
+    # folders in TMPDIR); nothing a grader runs logs experiments.
+    sys.modules.setdefault("wandb", None)
     import numpy  # noqa: F401
-    import pytest  # noqa: F401
     import torch
 
-    import vitgrade.judging.judge  # noqa: F401 - the judge's imports (pytest plugin, results)
     import vitgrade.student.probes  # noqa: F401
     import vitgrade.student.wire  # noqa: F401
     import vitgrade.student.worker  # noqa: F401
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    for name in preload:
-        importlib.import_module(name)
-    gc.collect()
-    gc.freeze()  # what is loaded now stays shared with every child (no copy-on-write by the GC)
-    keep_fds = {int(fd) for fd in os.listdir("/proc/self/fd")} - {ready_fd}  # the libraries' own
+    template_r, template_w = os.pipe()
+    template = os.fork()
+    if template == 0:  # the worker template: only what the student's process may use
+        code = 70
+        try:
+            os.close(template_r)
+            isolate.die_with_parent()
+            _load(worker_preload)
+            _listen_and_serve(os.path.join(address, "worker"), template_w)
+            code = 0
+        except BaseException:  # noqa: BLE001 - report, never fall back into the caller
+            import traceback
 
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(template_w)
+    _load(["pytest", *preload])
+    if worker_preload:  # what every judge's sandbox exposes (half a second to work out: once here)
+        from vitgrade.confine import view
+
+        view.package_paths(tuple(worker_preload))
+    with os.fdopen(template_r, "rb") as ready:
+        if ready.read(1) != b"1":
+            raise RuntimeError("the worker template failed to start")
+    _listen_and_serve(os.path.join(address, "judge"), ready_fd)
+
+
+def _listen_and_serve(path: str, ready_fd: int) -> None:
+    keep_fds = {int(fd) for fd in os.listdir("/proc/self/fd")} - {ready_fd}  # the libraries' own
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(address)
-    os.chmod(address, 0o600)
+    listener.bind(path)
+    os.chmod(path, 0o600)
     listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
@@ -322,11 +380,11 @@ def serve(address: str, ready_fd: int, preload: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    address, ready_fd, *preload = argv
+    address, ready_fd, worker_preload, *preload = argv
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     started = time.monotonic()
     try:
-        serve(address, int(ready_fd), preload)
+        serve(address, int(ready_fd), [n for n in worker_preload.split(",") if n], preload)
     finally:
         print(f"zygote stopped after {time.monotonic() - started:.0f} s", file=sys.stderr)
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from vitgrade import weeks
 from vitgrade.confine import isolate
-from vitgrade.confine.zygote import Zygote
 from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult, reason
 
@@ -82,7 +81,7 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
         result.root = str(path)
         return result
 
-    with Zygote(preload=weeks.get(week).references) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with judge.new_zygote(week) as zygote, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = dict(zip(names, pool.map(grade_one, paths)))
     run = Run(week, results, tampering=guard.changes(), notebooks=notebooks)
     if out_dir is not None:

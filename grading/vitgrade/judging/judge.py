@@ -27,7 +27,7 @@ from vitgrade import settings, weeks
 from vitgrade.confine import isolate
 from vitgrade.confine import zygote as zygote_mod
 from vitgrade.confine.sandbox import Sandbox, copy_tree
-from vitgrade.judging import api, integrity
+from vitgrade.judging import api, imports, integrity
 from vitgrade.judging.plugin import ResultsPlugin, quoted_lines, redact
 from vitgrade.judging.results import SuiteResult
 from vitgrade.pipes import PipeReader
@@ -41,14 +41,17 @@ def run_in_process(week: int, root: Path, suite: str, tests_dir: Path | None = N
     tests_dir = Path(tests_dir or info.suite_dir(suite))
     root = Path(root).resolve()
     factory = None
+    refused: dict[str, str] = {}
     if suite == "public":  # public tests import the package directly, as a student's run does
         sys.path.insert(0, str(root))
     else:
         # Static checks read the sources as submitted, before any student code ran.
-        api.keep_sources(integrity.Snapshot.take(root / weeks.PACKAGE).files)
+        sources = integrity.Snapshot.take(root / weeks.PACKAGE).files
+        api.keep_sources(sources)
+        refused = imports.refused_tasks(info, sources)
         probes = api.week_probes(tests_dir)
-        factory = lambda: api.Student(Sandbox(root, info.import_names, probes=probes))
-    plugin = ResultsPlugin(factory, order=order, task=task)
+        factory = lambda: api.Student(Sandbox(root, info.import_names, probes=probes, week=info))
+    plugin = ResultsPlugin(factory, order=order, task=task, refused=refused)
     per_test = max(10, int(300 * settings.time_scale()))
     args = [str(tests_dir), "-p", "no:cacheprovider", "-p", "no:randomly", f"--timeout={per_test}",
             "-o", "python_files=test_*.py", "--rootdir", str(tests_dir), "-q", "--no-header", "-rN", "--tb=no",
@@ -118,15 +121,25 @@ def working_copy(week: int, root: Path | integrity.Snapshot, dest: Path) -> Path
     return dest
 
 
+ENTRY = f"{__name__}:main"  # what a judge the zygote forks runs
+
+
+def new_zygote(week: int) -> zygote_mod.Zygote:
+    """The zygote for a batch of one week: judges with the judge and the week's references loaded,
+    workers with only the packages the week allows in the student's process."""
+    info = weeks.get(week)
+    return zygote_mod.Zygote(preload=(__name__, *info.references), worker_preload=info.worker_packages)
+
+
 @contextmanager
 def zygote_for(week: int, address: str | None = None):
     """The address of a zygote: the one given, the batch's (``$VITGRADE_ZYGOTE``), or a new one
-    for this run alone (loaded with the week's reference libraries)."""
+    for this run alone (:func:`new_zygote`)."""
     address = address or os.environ.get(zygote_mod.ENV)
     if address:
         yield address
         return
-    with zygote_mod.Zygote(preload=weeks.get(week).references) as own:
+    with new_zygote(week) as own:
         yield own.address
 
 
@@ -204,7 +217,7 @@ def _run_judge(week: int, root: Path, suite: str, tests_dir: Path, exitfirst: bo
     out_path = private / "judge.log"
     out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        child = zygote_mod.spawn(address, "judge", {"argv": argv, "env": judge_env(address),
+        child = zygote_mod.spawn(address, "judge", {"argv": argv, "env": judge_env(address), "entry": ENTRY,
                                                     "cwd": str(private)}, [reader.fd, out])
     finally:
         os.close(out)

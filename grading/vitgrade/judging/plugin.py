@@ -7,6 +7,8 @@
 * ``order`` (nodeid -> seconds, e.g. measured on the reference) runs the cheap tests first: with
   ``-x`` a buggy submission is usually caught in its first second.
 * ``task`` keeps only one task's tests (``vitgrade check 2 --task 2.3``).
+* ``refused`` (task -> reason): a task whose code breaks the week's import rule scores 0 with that
+  reason, its tests not run (:mod:`vitgrade.judging.imports`).
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ STRIP_PREFIXES = ("AssertionError: ", "StudentFailure: ", "vitgrade.confine.sand
 
 
 class ResultsPlugin:
-    def __init__(self, student_factory=None, order: dict[str, float] | None = None, task: str | None = None) -> None:
+    def __init__(self, student_factory=None, order: dict[str, float] | None = None, task: str | None = None,
+                 refused: dict[str, str] | None = None) -> None:
         self.cases: dict[str, dict] = {}
         self.collect_errors: list[str] = []
         self._factory = student_factory
         self._student = None
         self.order = order or {}
         self.task = task
+        self.refused = refused or {}  # task -> why it scores 0 without running (vitgrade.judging.imports)
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "task(id, points): the exercise a test grades")
@@ -49,6 +53,11 @@ class ResultsPlugin:
             self.cases[item.nodeid] = dict(func=item.nodeid.split("[")[0], task=str(marker.args[0]),
                                            points=float(marker.kwargs.get("points", 1)),
                                            outcome="not run", message="", duration=0.0)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        reason = self.refused.get(str(item.get_closest_marker("task").args[0]))
+        if reason:
+            raise AssertionError(reason)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:

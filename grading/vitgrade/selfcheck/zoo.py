@@ -5,6 +5,7 @@ the format of :mod:`vitgrade.build.mutants`, with two header lines::
 
     # expect: 1.1=10 1.2=1 1.3=0        (points per task that the honest part earns)
     # reason: timed out                 (substring of the one-line reason the student sees)
+    # message: recomputed               (optional: substring of some failing test's message)
 
 An entry may start from another with ``# base: <name>`` (applied first; a file whose name starts
 with ``_`` is a base only, not an entry). The other header lines argue the expected score.
@@ -62,7 +63,7 @@ DECOY_MARKER = "VITGRADE-ZOO-DECOY-SECRET"
 DECOY_ENV = "VITGRADE_ZOO_DB_PASSWORD"
 DAEMON_MARK = "vitgrade-zoo-daemon"
 # An entry's header fields.
-KEYS = re.compile(r"#\s*(expect|reason|base|kernel|seconds|edit|report|vitgrade report):\s*(.*)")
+KEYS = re.compile(r"#\s*(expect|reason|message|base|kernel|seconds|edit|report|vitgrade report):\s*(.*)")
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Entry:
     kernel: bool = True
     seconds: float = 5.0  # about what grading it costs (# seconds:), to spread the work over the jobs
     report: dict[str, str] = field(default_factory=dict)  # path -> substring of its notebook report
+    message: str = ""  # substring of some failing test's message (# message:), beyond the first one's
 
     def make(self, dest: Path, week: int | None = None) -> Path:
         """A submission folder holding ``vitcourse/`` for this entry (and for a notebook entry, the
@@ -198,7 +200,8 @@ def load(week: int, only: list[str] | None = None, bystanders: bool = True, note
         expect, reason, fields = _header(path)
         chain = _chain(path)
         entries.append(Entry(path.stem, chain.description, expect, reason, chain,
-                             kernel=fields.get("kernel", "yes") != "no", seconds=float(fields.get("seconds", 5))))
+                             kernel=fields.get("kernel", "yes") != "no", seconds=float(fields.get("seconds", 5)),
+                             message=fields.get("message", "")))
     if notebooks:
         entries += load_notebooks(week, only)
     if bystanders:
@@ -400,6 +403,8 @@ def check(entry: Entry, outcome: Outcome, run: PathRun, hidden_lines: set[str]) 
         problems.append("tampering was flagged but the grading command exited 0")
     if entry.reason and entry.reason.lower() not in outcome.reason.lower():
         problems.append(f"reason {outcome.reason!r} does not mention {entry.reason!r}")
+    if entry.message and not any(entry.message.lower() in m.lower() for m in outcome.messages):
+        problems.append(f"no test's message mentions {entry.message!r}")
     problems += check_notebook_report(entry.report.get(run.path, ""), outcome.notebook)
     for message in outcome.messages + [outcome.reason]:
         if "\n" in message or "Traceback" in message:

@@ -24,10 +24,11 @@ PLAIN = (type(None), bool, int, float, str)
 
 
 def detach(value: Any) -> Any:
-    """What the wire can carry back: tensors detached, containers walked, and any other object
-    (a module a constructor returned, say) replaced by its description."""
+    """What the wire can carry back: containers walked, and any other object (a module a
+    constructor returned, say) replaced by its description. Tensors stay as they are: the wire
+    records their facts (dtype, graph, device, contiguity) before it sends their numbers."""
     if torch.is_tensor(value):
-        return value.detach()
+        return value
     if isinstance(value, tuple):
         return tuple(detach(v) for v in value)
     if isinstance(value, list):

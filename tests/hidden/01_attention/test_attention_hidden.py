@@ -236,17 +236,20 @@ def test_mha_padding_invariance(student):
 
 @pytest.mark.task("1.2", points=1)
 def test_mha_heads_are_independent(student):
-    """Changing head 1's query projection changes head 1's weights and no other head's."""
+    """Changing head 1's query projection changes head 1's weights and no other head's: every head's
+    weights, before and after, equal nn.MultiheadAttention's with the same weights."""
     ref = torch_mha(12, 3, seed=5)
     x = rand(2, 5, 12, seed=29)
-    w_before = mha(student, ref, x)["outputs"][0][1]
-    with torch.no_grad():
-        ref.in_proj_weight[4:8] += rand(4, 12, seed=30)  # rows of W_q that belong to head 1
-    w_after = mha(student, ref, x)["outputs"][0][1]
-    changed = np.abs(w_after - w_before).reshape(2, 3, -1).max(axis=(0, 2)) > 1e-6
-    if list(changed) != [False, True, False]:
-        raise AssertionError(f"changing head 1's query features changed heads {list(np.flatnonzero(changed))}; "
-                             "head h must use features h*Dh ... (h+1)*Dh-1 only")
+    for when in ("before", "after"):
+        if when == "after":
+            with torch.no_grad():
+                ref.in_proj_weight[4:8] += rand(4, 12, seed=30)  # rows of W_q that belong to head 1
+        weights = mha(student, ref, x)["outputs"][0][1]
+        expected = ref(x, x, x, average_attn_weights=False)[1].detach()
+        for head in range(3):
+            assert_close(weights[:, head], expected[:, head],
+                         f"head {head}'s weights {when} head 1's query rows changed (head h must use "
+                         "features h*Dh ... (h+1)*Dh-1 only)")
 
 
 @pytest.mark.task("1.2", points=1)
@@ -316,12 +319,35 @@ def test_vectorised_no_loops_no_library_attention(student):
 # ---------------------------------------------------------------- Task 1.3: the reverse task
 @pytest.mark.task("1.3", points=4)
 def test_reverse_sequence_task_learns_anti_diagonal(student):
-    """The seed's success criterion, with positions in queries and keys only; every head anti-diagonal."""
+    """The seed's success criterion, with positions in queries and keys only; every head anti-diagonal.
+
+    The worker trains the student's module and hands back its trained parameters, positions and
+    predictions. Everything graded is computed here: nn.MultiheadAttention with those parameters
+    must give the student's predictions (so the module really computes attention with them), and
+    the reversal error and the anti-diagonal weights are measured on that recomputation. A module
+    that returns its values flipped, with weights made up to look anti-diagonal, has parameters
+    that do not reverse.
+    """
     eval_x = rand(256, 10, 64, seed=34)
     res = student.probe("reverse_task", timeout=120, seed=0, eval_x=eval_x)
-    output, weights = res["output"], res["weights"]
-    if output.shape != (256, 10, 64) or weights.shape != (256, 4, 10, 10):
-        raise AssertionError(f"shapes: output {output.shape}, weights {weights.shape}")
+    state, pos = res["state"], torch.as_tensor(res["pos"])
+    wanted = {f"{n}.{p}" for n in ("w_q", "w_k", "w_v", "w_o") for p in ("weight", "bias")}
+    if set(state) != wanted or pos.shape != (10, 64):
+        raise AssertionError(f"trained parameters {sorted(state)} and positions {tuple(pos.shape)}: expected "
+                             f"{sorted(wanted)} (the Task 1.2 contract) and (10, 64)")
+    ref = nn.MultiheadAttention(64, 4, batch_first=True).eval()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([torch.as_tensor(state[f"w_{n}.weight"]) for n in "qkv"]))
+        ref.in_proj_bias.copy_(torch.cat([torch.as_tensor(state[f"w_{n}.bias"]) for n in "qkv"]))
+        ref.out_proj.weight.copy_(torch.as_tensor(state["w_o.weight"]))
+        ref.out_proj.bias.copy_(torch.as_tensor(state["w_o.bias"]))
+        qk = eval_x + pos
+        output, weights = ref(qk, qk, eval_x, average_attn_weights=False)
+    assert_close(res["weights"], weights, "the trained module's weights vs attention recomputed from its "
+                 "trained parameters", atol=1e-4)
+    assert_close(res["output"], output, "the trained module's predictions vs attention recomputed from its "
+                 "trained parameters", atol=1e-4)
+    output, weights = output.numpy(), weights.numpy()
     mse = float(np.mean((output - eval_x.flip(1).numpy()) ** 2))
     if not mse < 0.01:
         raise AssertionError(f"eval MSE after 500 steps is {mse:.3f}; with the positions in the queries and "
