@@ -68,12 +68,9 @@ def record(kind: str, config: dict, state: dict, images: torch.Tensor, fused=Non
         error = str(exc)
     with torch.no_grad():
         after = model(images)
-    weights = list(recorder.weights)
+    weights = list(recorder.weights)  # as recorded: whether they hold a graph travels with them (tensor_meta)
     facts.update(error=error, logits_inside=inside.detach(), logits_after=after, hooks_after=hook_count(model),
-                 flags_after=fused_flags(model), count=len(weights),
-                 weights=[w.detach() for w in weights],
-                 requires_grad=[bool(w.requires_grad) for w in weights],
-                 state_after=snapshot(model))
+                 flags_after=fused_flags(model), count=len(weights), weights=weights, state_after=snapshot(model))
     return facts
 
 
@@ -140,8 +137,8 @@ def gradient_relevance(config: dict, state: dict, images: torch.Tensor, targets:
         if isinstance(target, list):
             target = torch.tensor(target, dtype=torch.long)
         relevance, logits = module.gradient_weighted_attention(model, images, target)
-        out["relevance"].append(relevance.detach())
-        out["logits"].append(logits.detach())
+        out["relevance"].append(relevance)  # as returned: a graph would show in tensor_meta
+        out["logits"].append(logits)
     out["params_with_grad"] = [n for n, p in model.named_parameters() if p.grad is not None]
     out["hooks_after"] = hook_count(model)
     return out

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, rand, randomise, state
+from vitgrade.hidden import assert_close, rand, randomise, state, tensor_meta
 
 SEED = random.SystemRandom().randrange(1, 10**6)
 
@@ -159,10 +159,10 @@ def test_detach_decides_whether_the_graph_is_kept(student):
     images = images_for(SEED + 11, batch=2)
     kept = student.probe("record", kind="timm", config=CONFIG, state=state(model), images=images, detach=False)
     dropped = student.probe("record", kind="timm", config=CONFIG, state=state(model), images=images, detach=True)
-    if not kept["requires_grad"] or not all(kept["requires_grad"]):
+    if not kept["weights"] or not all(tensor_meta(w)["grad_fn"] for w in kept["weights"]):
         raise AssertionError("AttentionRecorder(model, detach=False) must keep the weights in the autograd graph "
                              "(Task 6.3 differentiates through them); they came back without a graph")
-    if any(dropped["requires_grad"]):
+    if any(tensor_meta(w)["requires_grad"] for w in dropped["weights"]):
         raise AssertionError("AttentionRecorder(model) (detach=True) must store detached weights (no graph)")
 
 
@@ -322,6 +322,9 @@ def test_gradient_weighted_attention_matches_autograd(student):
                      "gradients from autograd", atol=1e-5, rtol=1e-4)
     with torch.no_grad():
         assert_close(got["logits"][0], model(images), "the logits returned next to the relevance")
+    for what, value in (("relevance", got["relevance"][0]), ("logits", got["logits"][0])):
+        if tensor_meta(value)["requires_grad"]:
+            raise AssertionError(f"gradient_weighted_attention returns its {what} detached (no graph)")
 
 
 @pytest.mark.task("6.3", points=1)
@@ -598,6 +601,9 @@ def test_deletion_with_the_true_map_beats_a_random_map(student):
                                              got["accuracy"]):
         if list(np.asarray(ks)) != steps:
             raise AssertionError(f"deletion_curve must return the ks it was given; got {list(np.asarray(ks))}")
+        dtypes = (tensor_meta(ks)["dtype"], tensor_meta(accuracy)["dtype"])
+        if dtypes != ("torch.int64", "torch.float32"):
+            raise AssertionError(f"deletion_curve returns ks as int64 and the accuracy as float32; got {dtypes}")
         expected = reference_curve(images, labels, relevance, p, row, col, steps, 0.5)
         assert_close(accuracy, expected, f"deletion curve of {name} (accuracy after k = 0..12 patches removed)")
         areas.append(np.trapezoid(expected, np.asarray(steps) / 12))
