@@ -19,8 +19,11 @@ SHIPPED = weeks.REPO / "data" / "models" / "shapes-vit.pt"
 
 
 def reference_env(tmp_path) -> dict:
+    """The reference package first, offline, an empty data folder, and a TMPDIR of the test's own (importing
+    timm makes two wandb folders there, which the session's TMPDIR must not collect)."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(weeks.SOLUTIONS), str(weeks.GRADING)]), VIT_SCALE="smoke",
-                VIT_OFFLINE="1", HF_HUB_OFFLINE="1", VIT_DATA_DIR=str(tmp_path / "data"))
+                VIT_OFFLINE="1", HF_HUB_OFFLINE="1", VIT_DATA_DIR=str(tmp_path / "data"), TMPDIR=str(tmp_path / "tmp"))
 
 
 def run_python(code: str, tmp_path, timeout: int = 180) -> subprocess.CompletedProcess:
