@@ -116,7 +116,7 @@ def library_cam(model, layer, images, targets, reshape=None):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     with LibraryGradCAM(model, [layer], reshape_transform=reshape) as cam:
-        maps = cam(images, [ClassifierOutputTarget(int(t)) for t in targets])
+        maps = cam(images, targets=[ClassifierOutputTarget(int(k)) for k in targets])
     model.zero_grad(set_to_none=True)
     return torch.as_tensor(maps)
 
@@ -338,7 +338,8 @@ section = lap("section 4", section)
 
 # %% [markdown]
 # Question: if perturbations made on one architecture barely hurt the other, what does an attacker
-# gain from an *ensemble* of a ViT and a CNN as the source (Mahmood et al., section 5)?
+# gain from an *ensemble* of a ViT and a CNN as the source? (Mahmood et al. study exactly that: an
+# ensemble defence, and the attack they built against it.)
 
 # %% nbgrader={"grade": true, "grade_id": "task_7_4", "locked": true, "schema_version": 3, "solution": false}
 # Autograder cell for Task 7.4: the hidden tests run here when your work is graded.
@@ -649,6 +650,8 @@ section = lap("section 9", section)
 #    most errors belong to one model only, and the noise hurts the ViT more (section 7). Of the images
 #    both get wrong, a large minority get the same wrong answer (between a quarter and three quarters):
 #    neither independent mistakes (with six classes, 1 in 5 would agree by chance) nor identical ones.
+#    A failure pattern: the ViT's clean mistakes fall on smaller objects than the average scene's
+#    (section 7, "mean object area"): with 4-pixel patches a small object fills few tokens.
 # 8. **The CNN is the cheaper model**: fewer parameters, fewer FLOPs, less memory, more images per
 #    second (table, first rows), at equal or better accuracy on this data.
 # 9. **The inductive bias is worth most when data is scarce.** On raw digits the small CNN beats the
@@ -706,6 +709,10 @@ claim(7, "on clean scenes only the ViT errs; on noisy ones most errors are one m
       and counts["only_vit_wrong"] + counts["only_cnn_wrong"] > counts["both_wrong"]
       and 0.25 <= counts["same_mistake"] / max(counts["both_wrong"], 1) <= 0.75,
       f"clean {tx['clean']['counts']}; noisy {counts}")
+area = tx["clean"].get("mean_area", {})
+claim(7, "the ViT's clean mistakes are on smaller objects than average",
+      area.get("only_vit_wrong") is not None and area["only_vit_wrong"] < area["all"],
+      f"mean object area: ViT's clean mistakes {area.get('only_vit_wrong')}, all scenes {area.get('all')}")
 cv, cc = r["cost"][V], r["cost"][C]
 claim(8, "the CNN is cheaper on every count",
       cc["params"] < cv["params"] and cc["gflops_per_image"] < cv["gflops_per_image"]

@@ -16,9 +16,12 @@ from vitgrade import weeks
 
 
 def reference_env(tmp_path, scale: str = "smoke") -> dict:
+    """The reference package first, offline, empty caches, and a TMPDIR of the test's own (importing timm
+    makes two wandb folders there, which the session's TMPDIR must not collect)."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(weeks.SOLUTIONS), str(weeks.GRADING)]), VIT_SCALE=scale,
                 VIT_OFFLINE="1", HF_HUB_OFFLINE="1", VIT_DATA_DIR=str(tmp_path / "data"), HF_HOME=str(tmp_path / "hf"),
-                TORCH_HOME=str(tmp_path / "torch"))
+                TORCH_HOME=str(tmp_path / "torch"), TMPDIR=str(tmp_path / "tmp"))
 
 
 def run_python(args: list[str], tmp_path, scale: str = "smoke", timeout: int = 180) -> subprocess.CompletedProcess:
@@ -100,3 +103,4 @@ def test_compare_at_full_scale_stops_early_offline(tmp_path):
     message = proc.stderr[-3000:]
     assert "DataUnavailable" in message and "Food-101" in message, message
     assert not (tmp_path / "out").exists(), "nothing may be written before the data and the weights are there"
+    assert "finetune" not in proc.stdout, "no training may start"
