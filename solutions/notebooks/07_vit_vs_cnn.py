@@ -28,7 +28,9 @@
 # `robustness.py`, `errors.py`); the command `python -m vitcourse.compare` then runs the whole
 # comparison with *your* code and writes a report. This notebook runs the same functions at a smaller
 # size (48 attacked images instead of 300, 5 PGD steps instead of 10, one seed instead of three): the
-# numbers below come from this run, and the week's README holds the command's.
+# numbers below come from this run, and the week's README holds the command's. The whole notebook takes
+# about a minute at SMOKE on the course's 2-core machine (one thread, other jobs running), 15 s of it
+# starting the kernel and importing torch, timm and matplotlib; each section says its share.
 #
 # Each check prints a relative error against the library that does the job for real (pytorch-grad-cam,
 # torchattacks). Those checks and the public tests (`vitgrade check 7`) are for feedback only; the
@@ -79,6 +81,8 @@ def pair():
 
 # %% [markdown]
 # ## 1. Task 7.1: Grad-CAM, for a CNN layer and for a ViT block
+#
+# *About 5 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
 #
 # Grad-CAM (Selvaraju et al. 2017) asks one layer of a trained network "which positions of your
 # output raised the score of class c?". The layer's activations $A$ have $C'$ channels on an
@@ -168,6 +172,8 @@ grade_task("7.1")
 
 # %% [markdown]
 # ## 2. Task 7.2: FGSM and PGD under an L-infinity budget
+#
+# *About 2 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
 #
 # An adversarial example is a small change $\delta$ to an image, $\|\delta\|_\infty \le \epsilon$
 # (no pixel moves by more than $\epsilon$; 8/255 is eight grey levels), that changes the answer.
@@ -262,6 +268,8 @@ grade_task("7.2")
 # %% [markdown]
 # ## 3. Task 7.3: robustness curves
 #
+# *About 5 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
+#
 # One number per epsilon: the accuracy on the adversarial images. The curve from eps 0 (the clean
 # accuracy) up is a model's robustness profile; its **area**, divided by the epsilon range, is the
 # mean accuracy over the range, one number to compare (trapezoids between the points).
@@ -307,6 +315,8 @@ grade_task("7.3")
 # %% [markdown]
 # ## 4. Task 7.4: do adversarial examples transfer?
 #
+# *About 1 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
+#
 # An attacker without the model's gradients can attack a model of their own and hope. The transfer
 # matrix measures whether that works: entry [i, j] is the accuracy of model j on images attacked with
 # model i's gradients. The diagonal is the white-box attack; off it, a black-box one. Mahmood et al.
@@ -351,6 +361,8 @@ grade_task("7.4")
 
 # %% [markdown]
 # ## 5. Task 7.5: low and high spatial frequencies
+#
+# *About 1 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
 #
 # The curriculum's "frequency-based attacks": keep a perturbation to some spatial frequencies and see
 # which ones a model is sensitive to. Shao et al. (arXiv 2103.15670) report that ViTs are less
@@ -422,6 +434,8 @@ grade_task("7.5")
 # %% [markdown]
 # ## 6. Task 7.6: shape bias on cue-conflict images
 #
+# *About 5 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
+#
 # Geirhos et al. ("ImageNet-trained CNNs are biased towards texture", ICLR 2019) showed people and
 # networks images whose shape says one class and whose texture another (a cat's outline filled with
 # elephant skin). People answer by shape (shape bias 0.96); ImageNet CNNs mostly by texture (about
@@ -483,6 +497,8 @@ grade_task("7.6")
 
 # %% [markdown]
 # ## 7. Task 7.7: an error taxonomy
+#
+# *About 3 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
 #
 # Do the two architectures make the same mistakes? Sort the test images into those only the ViT gets
 # wrong, only the CNN, both (and both with the same wrong answer), and count, per model, which class
@@ -546,6 +562,8 @@ grade_task("7.7")
 # %% [markdown]
 # ## 8. The comparison, side by side
 #
+# *About 10 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
+#
 # Everything together, plus what each model costs: parameters, FLOPs per image
 # (`torch.utils.flop_counter`), images per second and the peak memory of a forward pass (the course's
 # `vitcourse.profiling`). Then where each model looks: the ViT's **attention rollout** (Abnar &
@@ -589,6 +607,8 @@ section = lap("section 8, the panels", section)
 
 # %% [markdown]
 # ## 9. Data efficiency: what an inductive bias is worth
+#
+# *About 11 s at SMOKE (measured on the course's 2-core machine, one thread, under load).*
 #
 # A convolution is local and the same everywhere by construction; a ViT must learn both from data.
 # How much data? scikit-learn's handwritten digits as they are (8 x 8, grey; 1,437 training and 360
