@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, randomise, state
+from vitgrade.hidden import assert_close, randomise, state, tensor_meta
 
 RUN_SEED = secrets.randbelow(1_000_000)  # this grading run's inputs
 
@@ -148,6 +148,10 @@ def test_gradcam_leaves_the_model_as_it_found_it(student):
     if maps.shape != (2, 32, 32) or maps.min() < 0 or maps.max() > 1 + 1e-6:
         raise AssertionError(f"maps must be (B, H, W) = (2, 32, 32) in [0, 1]; got {maps.shape} in "
                              f"[{maps.min():.3g}, {maps.max():.3g}]")
+    meta = tensor_meta(out["maps"])
+    if meta["requires_grad"] or meta["dtype"] != "torch.float32":
+        raise AssertionError(f"the maps must be detached float32 tensors; got {meta['dtype']} with "
+                             f"requires_grad={meta['requires_grad']} (grad_fn {meta['grad_fn']})")
     if not all(out["modes"]):
         raise AssertionError("a model given in train mode must be back in train mode (every submodule) afterwards")
     if out["hooks"]:
@@ -231,6 +235,11 @@ def test_attacks_leave_the_model_as_they_found_it(student, name):
     if out["param_grads"]:
         raise AssertionError(f"{name} left .grad on the model's parameters {out['param_grads'][:3]}: take the "
                              "gradient with respect to the images only (torch.autograd.grad)")
+    meta = tensor_meta(out["adversarial"])
+    if meta["requires_grad"] or meta["dtype"] != "torch.float32":
+        raise AssertionError(f"{name} must return detached images in the input's dtype (float32), even when the "
+                             f"images it was given require grad; got {meta['dtype']} with requires_grad="
+                             f"{meta['requires_grad']} (grad_fn {meta['grad_fn']})")
 
 
 @pytest.mark.task("7.2", points=2)
