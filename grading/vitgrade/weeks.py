@@ -38,7 +38,8 @@ BASE_PACKAGES = ("torch", "numpy")
 
 # Modules of the package that every week ships (no exercises in them).
 SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py", "profiling.py",
-                  "models.py", "batches.py", "train.py")  # Week 3: CNN teacher, on-device batches, training command
+                  "models.py", "batches.py", "train.py",  # Week 3: CNN teacher, on-device batches, training command
+                  "compare.py")  # Week 7: the fair ViT-vs-CNN comparison command
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,44 @@ WEEKS: dict[int, Week] = {
         sample_mutant="average_without_renormalising",
         references=("open_clip",),
         allowed=("tqdm",),
+    ),
+    6: Week(
+        number=6,
+        slug="interpretability",
+        title="Interpretability: attention maps, rollout, gradients, heads, measured against the truth",
+        modules=("attention_maps.py", "rollout.py", "gradient_attention.py", "head_stats.py", "ablation.py",
+                 "faithfulness.py"),
+        tasks=(
+            Task("6.1", "Attention extraction with forward hooks, the model left as found"),
+            Task("6.2", "Attention rollout"),
+            Task("6.3", "Gradient-weighted attention"),
+            Task("6.4", "Statistics per layer and head: distance, entropy, CLS, sparsity"),
+            Task("6.5", "Head ablation"),
+            Task("6.6", "Faithfulness: deletion curve, pointing game, mass inside the object"),
+        ),
+        sample_mutant="rollout_without_identity",
+        references=("timm",),
+        allowed=("tqdm",),
+        probe_packages=("timm",),
+    ),
+    7: Week(
+        number=7,
+        slug="vit_vs_cnn",
+        title="ViT vs CNN: Grad-CAM, adversarial attacks, transfer, shape bias, error analysis",
+        modules=("gradcam.py", "attacks.py", "robustness.py", "errors.py"),
+        tasks=(
+            Task("7.1", "Grad-CAM for a CNN layer and a ViT block"),
+            Task("7.2", "FGSM and PGD under an L-infinity budget"),
+            Task("7.3", "Robustness curves: accuracy against epsilon, and the area under it"),
+            Task("7.4", "Transfer: adversarial examples from one model on another"),
+            Task("7.5", "Perturbations kept to low or high spatial frequencies"),
+            Task("7.6", "Shape bias on cue-conflict images"),
+            Task("7.7", "Error taxonomy and confusion matrices"),
+        ),
+        sample_mutant="pgd_projection_before_step",
+        references=("pytorch_grad_cam", "torchattacks", "timm"),
+        allowed=("tqdm",),
+        probe_packages=("timm",),
     ),
 }
 
