@@ -125,6 +125,14 @@ def package_paths(import_names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if os.path.lexists(p)))
 
 
+@functools.lru_cache(maxsize=1)
+def installed_names() -> tuple[str, ...]:
+    """Every top-level name an installed distribution provides (timm, torch, yaml, ...)."""
+    from importlib import metadata
+
+    return tuple(sorted(metadata.packages_distributions()))
+
+
 def system_paths() -> list[str]:
     """System libraries: ``/usr`` (and the ``/lib``, ``/bin`` links into it), the loader cache."""
     found = [p for p in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache",

@@ -441,6 +441,7 @@ def serve(address: str, ready_fd: int, worker_preload: list[str], preload: list[
         from vitgrade.confine import view
 
         view.package_paths(tuple(worker_preload))
+        view.installed_names()
     with os.fdopen(template_r, "rb") as ready:
         if ready.read(1) != b"1":
             raise RuntimeError("the worker template failed to start")
