@@ -341,6 +341,188 @@ class _DrawnShapes(Dataset):
         return _channels(image, self.channels), self.params["labels"][i]
 
 
+# -- shape scenes: a small object with its mask, on clutter (Weeks 6-8) ------------------------------
+SCENE_CLASSES = ("circle", "square", "triangle", "diamond", "cross", "ring")  # 6 of SHAPE_CLASSES
+SCENE_SIZES = (6000, 1000)  # (n_train, n_test) of shape_scenes()
+SCENE_OBJECT_AREA = (0.10, 0.30)  # the object covers this share of the image (uniform)
+SCENE_DISTRACTOR_AREA = (0.05, 0.12)  # the distractor ellipse's share of the image
+# Each shape's area at half-width 1 (measured on an 801 x 801 grid), to draw a target area exactly.
+_UNIT_AREA = {"circle": 3.1336, "square": 2.5616, "triangle": 1.5659, "diamond": 2.0, "cross": 1.9247,
+              "ring": 2.1859}
+
+
+@dataclass
+class ShapeScenes:
+    """Generated scenes: one object of a ``SCENE_CLASSES`` shape per image, with its mask, on a textured
+    background with clutter and a distractor. Index i of every field describes image i.
+
+    The object is what the label is about; the mask says where it is, so an explanation (an attention
+    map, a saliency map) can be scored against it without a human in the loop.
+    """
+
+    images: Tensor  # (N, 3, S, S) float32 in [0, 1]
+    labels: Tensor  # (N,) int64, index into SCENE_CLASSES
+    masks: Tensor  # (N, S, S) float32 in [0, 1]: the share of each pixel the object covers (antialiased)
+    centres: Tensor  # (N, 2) float32, the object's centre (x, y) in pixels from the top-left corner
+    sizes: Tensor  # (N,) float32, half the width of the square the object fits in, in pixels
+    classes: tuple[str, ...] = SCENE_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def area(self) -> Tensor:
+        """(N,) the share of the image the object covers."""
+        return self.masks.mean(dim=(1, 2))
+
+    def patch_fraction(self, patch_size: int) -> Tensor:
+        """(N, h, w): the share of each P x P patch that the object covers (h = w = S / P)."""
+        return patch_fraction(self.masks, patch_size)
+
+    def object_patches(self, patch_size: int, threshold: float = 0.5) -> Tensor:
+        """(N, h, w) bool: the patches at least ``threshold`` object, the course's definition of "inside"."""
+        return self.patch_fraction(patch_size) >= threshold
+
+    def subset(self, index: Tensor | slice) -> ShapeScenes:
+        """The scenes at ``index``, every field alike."""
+        return ShapeScenes(self.images[index], self.labels[index], self.masks[index], self.centres[index],
+                           self.sizes[index], self.classes)
+
+
+def patch_fraction(masks: Tensor, patch_size: int) -> Tensor:
+    """(N, H, W) pixel masks in [0, 1] -> (N, H/P, W/P): the mean of each P x P patch."""
+    n, height, width = masks.shape
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"masks of {height}x{width} pixels do not split into {patch_size}x{patch_size} patches")
+    grid = masks.reshape(n, height // patch_size, patch_size, width // patch_size, patch_size)  # (N, h, P, w, P)
+    return grid.mean(dim=(2, 4))  # (N, h, w)
+
+
+def _scene_params(n: int, image_size: int, seed: int) -> dict[str, Tensor]:
+    """Everything random about n scenes, drawn up front from one generator."""
+    g = torch.Generator().manual_seed(seed)
+    s = float(image_size)
+    k = len(SCENE_CLASSES)
+    labels = (torch.arange(n) % k)[torch.randperm(n, generator=g)]  # balanced classes
+    unit = torch.tensor([_UNIT_AREA[c] for c in SCENE_CLASSES])[labels]  # (n,)
+    lo, hi = SCENE_OBJECT_AREA
+    area = lo + (hi - lo) * torch.rand(n, generator=g)  # (n,) target share of the image
+    sizes = (area * s * s / unit).sqrt()  # (n,) half-width that gives that area
+    room = (s - 2 * sizes - 1).clamp_min(0)  # keep half a pixel free on each side
+    centres = sizes[:, None] + 0.5 + room[:, None] * torch.rand(n, 2, generator=g)  # (n, 2)
+    colours = torch.randint(len(COLOURS), (n,), generator=g)
+    # The distractor: an elongated ellipse (axis ratio 0.3-0.55, any angle, any colour), placed at the
+    # farthest of 6 random points from the object, so that it rarely covers it (the object is drawn on top).
+    d_lo, d_hi = SCENE_DISTRACTOR_AREA
+    d_area = d_lo + (d_hi - d_lo) * torch.rand(n, generator=g)
+    ratio = 0.3 + 0.25 * torch.rand(n, generator=g)
+    d_major = (d_area * s * s / (math.pi * ratio)).sqrt()  # (n,) semi-major axis, pixels
+    candidates = 2 + (s - 4) * torch.rand(n, 6, 2, generator=g)  # (n, 6, 2)
+    far = (candidates - centres[:, None]).norm(dim=-1).argmax(dim=1)  # (n,)
+    d_centres = candidates[torch.arange(n), far]  # (n, 2)
+    d_angle = math.pi * torch.rand(n, generator=g)
+    d_colours = torch.randint(len(COLOURS), (n,), generator=g)
+    # The background: a dark base colour, a smooth colour texture (a 4 x 4 random field, upsampled),
+    # 8 one- or two-pixel specks of random colours, and pixel noise.
+    base = 0.08 + 0.22 * torch.rand(n, 3, generator=g)
+    texture = 0.12 * torch.randn(n, 3, 4, 4, generator=g)
+    speck_xy = torch.randint(image_size - 1, (n, 8, 2), generator=g)
+    speck_size = torch.randint(1, 3, (n, 8), generator=g)
+    speck_colour = 0.2 + 0.8 * torch.rand(n, 8, 3, generator=g)
+    noise_seeds = torch.randint(2**62, (n,), generator=g)
+    return dict(labels=labels, sizes=sizes, centres=centres, colours=colours, d_major=d_major, ratio=ratio,
+                d_centres=d_centres, d_angle=d_angle, d_colours=d_colours, base=base, texture=texture,
+                speck_xy=speck_xy, speck_size=speck_size, speck_colour=speck_colour, noise_seeds=noise_seeds)
+
+
+_SCENE_TESTS = tuple(_SHAPE_TESTS[SHAPE_CLASSES.index(c)] for c in SCENE_CLASSES)
+
+
+def _coverage(inside: Tensor, k: int) -> Tensor:
+    """(B, S*k, S*k) bool sub-pixels -> (B, S, S) float coverage."""
+    b, n = inside.shape[0], inside.shape[1] // k
+    return inside.float().reshape(b, n, k, n, k).mean(dim=(2, 4))
+
+
+def _draw_scenes(p: dict[str, Tensor], image_size: int, noise: float, supersample: int = 2) -> tuple[Tensor, Tensor]:
+    """Draw the scenes of ``p`` (a slice of ``_scene_params``): images (B, 3, S, S), masks (B, S, S)."""
+    b, s, k = len(p["labels"]), image_size, supersample
+    t = (torch.arange(s * k) + 0.5) / k  # (S*k,) sub-pixel centres in pixels
+    x, y = t[None, None, :], t[None, :, None]  # broadcast to (B, S*k, S*k)
+    # background: base colour + smooth texture
+    texture = F.interpolate(p["texture"], size=(s, s), mode="bicubic", align_corners=False)  # (B, 3, S, S)
+    images = p["base"][:, :, None, None] + texture
+    for i in range(p["speck_xy"].shape[1]):  # clutter: small specks
+        cx, cy, w = p["speck_xy"][:, i, 0], p["speck_xy"][:, i, 1], p["speck_size"][:, i]
+        cols, rows = torch.arange(s)[None, None, :], torch.arange(s)[None, :, None]
+        box = ((cols >= cx[:, None, None]) & (cols < (cx + w)[:, None, None])
+               & (rows >= cy[:, None, None]) & (rows < (cy + w)[:, None, None]))  # (B, S, S)
+        images = torch.where(box[:, None], p["speck_colour"][:, i, :, None, None], images)
+    # the distractor ellipse
+    dx, dy = x - p["d_centres"][:, 0, None, None], y - p["d_centres"][:, 1, None, None]
+    cos, sin = p["d_angle"].cos()[:, None, None], p["d_angle"].sin()[:, None, None]
+    along, across = dx * cos + dy * sin, -dx * sin + dy * cos
+    major = p["d_major"][:, None, None]
+    ellipse = (along / major) ** 2 + (across / (major * p["ratio"][:, None, None])) ** 2 <= 1  # (B, S*k, S*k)
+    alpha = _coverage(ellipse, k)[:, None]  # (B, 1, S, S)
+    images = images + (_COLOUR_TABLE[p["d_colours"]][:, :, None, None] - images) * alpha
+    # the object, on top
+    u = (x - p["centres"][:, 0, None, None]) / p["sizes"][:, None, None]
+    v = (y - p["centres"][:, 1, None, None]) / p["sizes"][:, None, None]
+    u, v = torch.broadcast_tensors(u, v)  # (B, S*k, S*k)
+    inside = torch.zeros(b, s * k, s * k, dtype=torch.bool)
+    for label, test in enumerate(_SCENE_TESTS):
+        index = (p["labels"] == label).nonzero().squeeze(1)
+        if len(index):
+            inside[index] = test(u[index], v[index])
+    masks = _coverage(inside, k)  # (B, S, S)
+    images = images + (_COLOUR_TABLE[p["colours"]][:, :, None, None] - images) * masks[:, None]
+    if noise > 0:
+        for i, noise_seed in enumerate(p["noise_seeds"].tolist()):
+            g = torch.Generator().manual_seed(noise_seed)
+            images[i] += noise * torch.randn(3, s, s, generator=g)
+    return images.clamp(0, 1), masks
+
+
+def make_shape_scenes(n: int, image_size: int = 32, seed: int = 0, noise: float = 0.03) -> ShapeScenes:
+    """``n`` scenes, each one object whose shape is the label, with its pixel mask: deterministic per seed.
+
+    Each image shows one shape of ``SCENE_CLASSES`` (6 classes, balanced: counts differ by at most one) in
+    one colour of ``COLOURS``, sized so that it covers a share of the image drawn uniformly from
+    ``SCENE_OBJECT_AREA`` (10-30 %), fully inside the image. Behind it: a dark background with a smooth
+    colour texture, 8 small specks of random colours, and a distractor, an elongated ellipse of any colour
+    (5-12 % of the image) placed away from the object (it may touch it; the object is drawn on top).
+    Edges are antialiased (2 x 2 supersampling); ``noise`` adds Gaussian pixel noise before clipping.
+
+    Returns:
+        ShapeScenes with images (n, 3, S, S) float32 in [0, 1], labels (n,) int64, masks (n, S, S) float32
+        in [0, 1] (the object's coverage of each pixel), centres, sizes; ``patch_fraction(P)`` and
+        ``object_patches(P)`` give the patch-level truth.
+    """
+    if image_size < 16:
+        raise ValueError(f"image_size={image_size}: scenes need at least 16 x 16 pixels")
+    p = _scene_params(n, image_size, seed)
+    chunk = max(1, 2**21 // (2 * image_size) ** 2)
+    parts = [_draw_scenes({key: t[i:i + chunk] for key, t in p.items()}, image_size, noise)
+             for i in range(0, n, chunk)]
+    if parts:
+        images, masks = torch.cat([a for a, _ in parts]), torch.cat([m for _, m in parts])
+    else:
+        images, masks = torch.zeros(0, 3, image_size, image_size), torch.zeros(0, image_size, image_size)
+    return ShapeScenes(images, p["labels"], masks, p["centres"], p["sizes"])
+
+
+def shape_scenes(split: str = "test", seed: int = 0, n: int | None = None) -> ShapeScenes:
+    """The course's scenes: ``split`` "train" (6,000 images, seed 2 * seed) or "test" (1,000, seed 2 * seed
+    + 1), 32 x 32; ``n`` keeps the first n. The shapes models of :mod:`vitcourse.models` were trained on
+    ``shape_scenes("train")`` and measured on ``shape_scenes("test")``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: expected 'train' or 'test'")
+    size = SCENE_SIZES[0] if split == "train" else SCENE_SIZES[1]
+    scenes = make_shape_scenes(size, 32, seed=2 * seed + (split == "test"))
+    return scenes if n is None else scenes.subset(slice(0, n))
+
+
 def sample_photos(size: int | None = None, names: tuple[str, ...] = PHOTOS) -> list[tuple[str, Tensor]]:
     """scikit-image's colour photographs (shipped with scikit-image, no download) as (name, image) pairs.
 

@@ -8,10 +8,17 @@ Week 3 models that later weeks reuse.
 * :func:`save_week3_models` / :func:`load_week3_models`: the ViT trained from scratch on digits in
   the Week 3 notebook and its CNN teacher, saved under ``<cache>/03_training/`` so that Weeks 6 and 7
   can use trained models offline (their pictures then show structure, not noise).
+* :func:`shapes_vit` / :func:`shapes_cnn`: the models of Weeks 6-8, trained by the course's command on
+  the shape scenes (``vitcourse.data.shape_scenes``, which come with object masks). The ViT's weights
+  ship with the course (``data/models/shapes-vit.pt``: loading them never trains); the CNN trains in
+  ~20-30 s the first time it is asked for and is cached (``<cache>/models/shapes-cnn/``).
+* :func:`mimetic_init`: the initialisation that lets the small ViT learn on 6,000 images at all.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +31,7 @@ from vitcourse.data import cache_dir
 from vitcourse.scale import SCALE, Scale
 
 WEEK3_FOLDER = "03_training"
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "data" / "models"  # weights that ship with the course
 
 
 class ConvNet(nn.Module):
@@ -201,3 +209,196 @@ def load_week3_models(folder: str | Path | None = None) -> Week3Models | None:
             "scale": vit_file.get("scale")}
     return Week3Models(vit.eval(), cnn.eval(), vit_file["mean"], vit_file["std"], tuple(vit_file["classes"]),
                        vit_file["dataset"], info)
+
+
+# ---------------------------------------------------------------------------- mimetic initialisation
+def _factor(product: Tensor, rank: int) -> tuple[Tensor, Tensor]:
+    """Two (D, rank) factors a, b with a @ b.T the best rank-``rank`` approximation of ``product`` (D, D)."""
+    u, s, vh = torch.linalg.svd(product)
+    root = s[:rank].sqrt()
+    return u[:, :rank] * root, vh[:rank].T * root  # (D, rank) each
+
+
+@torch.no_grad()
+def mimetic_init(vit: nn.Module, qk: tuple[float, float] = (0.7, 0.7), vo: tuple[float, float] = (0.4, 0.4),
+                 sincos_pos_embed: bool = True) -> nn.Module:
+    """Mimetic initialisation of a ViT's attention (Trockman & Kolter, 2023), in place; returns ``vit``.
+
+    Trained ViTs have, per head, ``W_q W_k^T`` close to a multiple of the identity plus noise and, per
+    layer, ``W_v W_o`` close to a negative multiple of the identity. Starting there, with ``(alpha, beta)``
+    = ``qk`` and ``vo`` and Z a random (D, D) matrix of N(0, 1/D) entries:
+
+        head h:  W_q,h W_k,h^T = rank-Dh part of (alpha_qk Z + beta_qk I)   (a token attends to similar tokens)
+        layer:   W_v W_o       = alpha_vo Z' - beta_vo I                     (full rank)
+
+    (in ``nn.Linear`` terms: ``q = x @ qkv.weight[:D].T``, so the factor is written into the weight's rows;
+    the qkv and proj biases become 0). With ``sincos_pos_embed`` a learned ``pos_embed`` (1, T, D) starts
+    as the 2D sin-cos table (CLS row 0), so that "similar" at the start means "nearby": the first blocks
+    attend locally, like a convolution, which a small ViT on a few thousand images cannot find from
+    timm's default initialisation (measured in ``data/README.md``).
+
+    Works on the course's ``VisionTransformer`` and on timm's (both have ``blocks[i].attn.qkv`` and
+    ``.proj``); draws from torch's global generator (seed it first).
+    """
+    from vitcourse.positions import sincos_2d
+
+    for block in vit.blocks:
+        attn = block.attn
+        dim, heads = attn.proj.in_features, attn.num_heads
+        head_dim = dim // heads
+        eye = torch.eye(dim)
+        q_rows, k_rows = [], []
+        for _ in range(heads):
+            z = torch.randn(dim, dim) / dim**0.5
+            a, b = _factor(qk[0] * z + qk[1] * eye, head_dim)  # (D, Dh) each: a @ b.T ~ alpha Z + beta I
+            q_rows.append(a.T)  # (Dh, D): this head's rows of W_q
+            k_rows.append(b.T)
+        z = torch.randn(dim, dim) / dim**0.5
+        v, o = _factor(vo[0] * z - vo[1] * eye, dim)  # x @ v @ o.T = x @ (alpha Z - beta I)
+        weight = attn.qkv.weight  # (3D, D): rows [q | k | v]
+        weight[:dim] = torch.cat(q_rows)
+        weight[dim:2 * dim] = torch.cat(k_rows)
+        weight[2 * dim:] = v.T  # v = x @ W_v.T: W_v.T = v
+        attn.proj.weight.copy_(o)  # proj(y) = y @ W_o.T: W_o.T = o.T, W_o = o
+        for bias in (attn.qkv.bias, attn.proj.bias):
+            if bias is not None:
+                bias.zero_()
+    pos_embed = getattr(vit, "pos_embed", None)
+    if sincos_pos_embed and isinstance(pos_embed, nn.Parameter) and pos_embed.requires_grad:
+        h, w = vit.patch_embed.grid_size if hasattr(vit.patch_embed, "grid_size") else vit.grid_size
+        prefix = pos_embed.shape[1] - h * w
+        table = sincos_2d(h, w, pos_embed.shape[-1])  # (N, D)
+        pos_embed[0, prefix:] = table
+        pos_embed[0, :prefix] = 0
+    return vit
+
+
+# ---------------------------------------------------------------------------- Weeks 6-8: the shapes models
+@dataclass
+class ShapesModel:
+    """A model trained on the shape scenes, ready to use (eval mode, CPU).
+
+    It takes images normalised with ``mean`` and ``std`` (:meth:`normalize` on (B, 3, 32, 32) images in
+    [0, 1], e.g. ``shape_scenes("test").images``) and returns logits (B, 6) over ``classes``
+    (``SCENE_CLASSES``). ``info`` holds what made it: the recipe name and its model configuration, the
+    seed, the test accuracy measured at the end of training, the training seconds and the file.
+    """
+
+    model: nn.Module
+    mean: Tensor  # (3,)
+    std: Tensor  # (3,)
+    classes: tuple[str, ...]
+    info: dict[str, Any]
+    note: str  # the line printed when it was loaded
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> the model's input."""
+        return (images - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+    @property
+    def patch_size(self) -> int | None:
+        """P for the ViT, None for the CNN."""
+        return self.info["config"].get("patch_size")
+
+    @property
+    def grid_size(self) -> tuple[int, int] | None:
+        """(h, w) of the ViT's patch grid, None for the CNN."""
+        p = self.patch_size
+        return None if p is None else (self.info["config"]["img_size"] // p, self.info["config"]["img_size"] // p)
+
+
+def _read_model_file(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _shapes_model(saved: dict[str, Any], model: nn.Module, path: Path, how: str) -> ShapesModel:
+    model.load_state_dict(saved["state_dict"])
+    info = {"recipe": saved["recipe"], "config": dict(saved["config"]), "seed": saved.get("seed"),
+            "test_acc": saved.get("test_acc"), "seconds": saved.get("seconds"), "path": str(path), "how": how,
+            "history": json.loads(saved["history"]) if saved.get("history") else []}
+    note = (f"Model: {saved['recipe']} ({type(model).__module__}.{type(model).__name__}, "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters), {how}; test accuracy at the end of "
+            f"training {saved.get('test_acc', float('nan')):.3f} (seed {saved.get('seed')}).")
+    return ShapesModel(model.eval(), saved["mean"].float(), saved["std"].float(), tuple(saved["classes"]), info, note)
+
+
+def shapes_vit(impl: str = "course", verbose: bool = True, path: str | Path | None = None) -> ShapesModel:
+    """The small ViT of Weeks 6-8 with the weights that ship with the course: loads, never trains.
+
+    ``data/models/shapes-vit.pt`` was written by ``python -m vitcourse.train fit shapes-vit --seed 0``
+    (patch 4 on 32 x 32 images: 64 patch tokens + CLS, width 64, 4 blocks of 4 heads, MLP ratio 2,
+    141,766 parameters, mimetic initialisation; ``data/README.md`` gives its accuracy and training time).
+
+    Args:
+        impl: "course": your Week 2 ``vitcourse.vit.VisionTransformer``; "timm": timm's
+            ``VisionTransformer`` with the same configuration (the state-dict names are the same, so the
+            same weights load into both; timm's attention runs fused by default).
+        verbose: print the one-line ``note`` saying what was loaded.
+        path: another ``model.pt`` written by ``fit shapes-vit`` (default: the shipped file).
+
+    Raises:
+        FileNotFoundError: when the file is missing, with the command that makes it.
+    """
+    path = Path(path) if path is not None else SHIPPED_MODELS / "shapes-vit.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; make it with `python -m vitcourse.train fit shapes-vit --seed 0 "
+                                f"--out runs/shapes-vit` and copy runs/shapes-vit/model.pt there")
+    saved = _read_model_file(path)
+    config = dict(saved["config"])
+    if impl == "course":
+        from vitcourse.vit import VisionTransformer
+
+        model: nn.Module = VisionTransformer(**config)
+    elif impl == "timm":
+        from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+        model = TimmViT(**config)
+    else:
+        raise ValueError(f"impl={impl!r}: expected 'course' or 'timm'")
+    shipped = path.resolve() == (SHIPPED_MODELS / "shapes-vit.pt").resolve()
+    loaded = _shapes_model(saved, model, path, f"the weights {'shipped in' if shipped else 'read from'} {path.name} "
+                                               f"loaded (no training)")
+    if verbose:
+        print(loaded.note)
+    return loaded
+
+
+def shapes_cnn(verbose: bool = True, retrain: bool = False) -> ShapesModel:
+    """The small CNN of Weeks 6-8 (``ConvNet(widths=(16, 32, 64, 64))``, 61,078 parameters) on the shape scenes.
+
+    The first call on a machine trains it with the course's command (``fit shapes-cnn``: 4 epochs, seed 0,
+    ~20-30 s on 2 CPU cores) and caches ``model.pt`` in ``<cache>/models/shapes-cnn/`` (``data/cache`` or
+    ``$VIT_DATA_DIR``; a temporary folder where that cannot be written); later calls load it. The printed
+    line says which happened. ``retrain=True`` trains again and replaces the cached file.
+    """
+    from vitcourse.train import RECIPES, fit, load_data
+
+    folder = writable_dir(cache_dir() / "models" / "shapes-cnn")
+    path = folder / "model.pt"
+    recipe = RECIPES["shapes-cnn"]
+    if path.is_file() and not retrain:
+        try:
+            saved = _read_model_file(path)
+            if saved.get("recipe") == recipe.name and dict(saved["config"]) == dict(recipe.model, num_classes=6):
+                loaded = _shapes_model(saved, ConvNet(**saved["config"]), path, f"loaded from the cache {path}")
+                if verbose:
+                    print(loaded.note)
+                return loaded
+        except (RuntimeError, KeyError, OSError, EOFError):
+            pass  # unreadable or from another version: train again
+    if verbose:
+        print(f"Model: shapes-cnn is not cached in {folder}; training it now with the course's command "
+              f"(fit shapes-cnn, {recipe.epochs} epochs, seed 0; ~20-30 s on 2 CPU cores, once per machine)")
+    scratch = Path(tempfile.mkdtemp(prefix="shapes-cnn-", dir=folder))
+    try:
+        fit(recipe, load_data("scenes", seed=0, verbose=False), out_dir=scratch, seed=0, progress=verbose)
+        os.replace(scratch / "model.pt", path)  # atomic: a reader never sees half a file
+    finally:
+        for leftover in sorted(scratch.rglob("*"), reverse=True):
+            leftover.unlink() if leftover.is_file() else leftover.rmdir()
+        scratch.rmdir()
+    loaded = _shapes_model(_read_model_file(path), ConvNet(**recipe.model, num_classes=6), path,
+                           f"trained now and cached in {path}")
+    if verbose:
+        print(loaded.note)
+    return loaded

@@ -9,6 +9,8 @@ distillation, a speed benchmark, and fine-tuning a pretrained timm model on Food
     python -m vitcourse.train finetune --mode linear_probe       # pretrained ViT-B/16 on Food-101
     python -m vitcourse.train finetune --mode full
     python -m vitcourse.train fit digits-vit                      # SMOKE: the notebook's recipe, CPU
+    python -m vitcourse.train fit shapes-vit --seed 0 --out runs/shapes-vit   # Week 6's shipped ViT (CPU, ~4 min)
+    python -m vitcourse.train fit shapes-cnn                      # Week 6-7's CNN on the same scenes (CPU, ~20 s)
 
 Everything it does goes through the Week 3 functions (``schedules``, ``optim``, ``augment``,
 ``distill``, ``training``, ``finetune``) and the Week 2 ``VisionTransformer``: in a student's clone it
@@ -46,7 +48,7 @@ from vitcourse.augment import MixupCutmix
 from vitcourse.batches import DeviceBatches, RandAugmentBatch, channel_stats, compose, random_hflip, random_shift
 from vitcourse.distill import DistillationLoss, DistilledVisionTransformer
 from vitcourse.finetune import count_parameters, prepare_finetune
-from vitcourse.models import ConvNet, finetune_model
+from vitcourse.models import ConvNet, finetune_model, mimetic_init
 from vitcourse.optim import make_adamw
 from vitcourse.scale import SCALE
 from vitcourse.schedules import warmup_cosine_scheduler
@@ -91,17 +93,26 @@ class Recipe:
     compile: bool = True  # torch.compile (CUDA only unless --compile)
     channels_last: bool = False
     target_acc: float = 0.9  # for "epochs to target" in the history
+    init: str = "default"  # "mimetic": mimetic attention + 2D sin-cos position start (models.mimetic_init)
 
     def build_model(self, num_classes: int = 10) -> nn.Module:
         config = dict(self.model, num_classes=num_classes)
         cls = {"vit": VisionTransformer, "deit": DistilledVisionTransformer, "cnn": ConvNet}[self.arch]
-        return cls(**config)
+        model = cls(**config)
+        if self.init == "mimetic":
+            mimetic_init(model)
+        elif self.init != "default":
+            raise ValueError(f"init={self.init!r}: expected 'default' or 'mimetic'")
+        return model
 
 
 DIGITS_VIT = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
 # FULL: patch 4 (64 tokens) and a ViT-S width (384, 6 heads) at 7 blocks, MLP ratio 3: 10.4 M parameters,
 # 1.39 GFLOPs per image forward (vit_num_params / vit_flops of Week 2).
 CIFAR_VIT = dict(img_size=32, patch_size=4, embed_dim=384, depth=7, num_heads=6, mlp_ratio=3.0)
+# Weeks 6-8: the shape scenes (32 x 32, 6 classes, object masks). Patch 4 gives 64 patch tokens; 141,766 parameters.
+SHAPES_VIT = dict(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
+SHAPES_CNN = dict(widths=(16, 32, 64, 64))  # four conv3x3-BN-GELU-pool stages: 61,078 parameters
 CIFAR_STRONG_AUG = dict(max_shift=4, shift_padding="reflect", hflip=True, randaugment=(2, 9), mixup_alpha=0.8,
                         cutmix_alpha=1.0, mix_prob=1.0, label_smoothing=0.1)
 
@@ -114,6 +125,12 @@ RECIPES = {r.name: r for r in [  # name -> Recipe
            target_acc=0.97),
     Recipe("digits-cnn", "digits", "cnn", dict(widths=(32, 64, 128), stem_stride=2), epochs=10, batch_size=64,
            lr=1e-2, warmup_epochs=1, max_shift=2, label_smoothing=0.1, amp=False, compile=False, target_acc=0.97),
+    # SMOKE (CPU, minutes): Weeks 6-8's models on the shape scenes (vitcourse.data.shape_scenes). The ViT
+    # needs the mimetic init to learn at all at this size (data/README.md); its weights ship in data/models/.
+    Recipe("shapes-vit", "scenes", "vit", SHAPES_VIT, epochs=30, batch_size=64, lr=2e-3, warmup_epochs=2,
+           hflip=True, label_smoothing=0.1, amp=False, compile=False, target_acc=0.95, init="mimetic"),
+    Recipe("shapes-cnn", "scenes", "cnn", SHAPES_CNN, epochs=4, batch_size=128, lr=3e-3, warmup_epochs=0.5,
+           hflip=True, label_smoothing=0.1, amp=False, compile=False, target_acc=0.95),
     # FULL (one GPU, minutes): CIFAR-10 from scratch. Not measured on a GPU by the course yet: see the README.
     Recipe("cifar10-vit", "cifar10", "vit", CIFAR_VIT, epochs=200, batch_size=512, lr=1e-3, weight_decay=0.05,
            warmup_epochs=5, min_lr_ratio=0.01, **CIFAR_STRONG_AUG),
@@ -199,10 +216,17 @@ class Data:
 
 
 def load_data(dataset: str, seed: int = 0, verbose: bool = True) -> Data:
-    """digits (generated) or CIFAR-10 (required: :class:`~vitcourse.data.DataUnavailable` before any work when
-    it is neither cached nor downloadable). CIFAR-10 is kept as uint8 (4x less memory, RandAugment's dtype)."""
-    from vitcourse.data import load_dataset
+    """digits or the shape scenes (generated), or CIFAR-10 (required: :class:`~vitcourse.data.DataUnavailable`
+    before any work when it is neither cached nor downloadable). CIFAR-10 is kept as uint8 (4x less memory,
+    RandAugment's dtype). "scenes" is ``shape_scenes("train"/"test", seed)``: 6,000 / 1,000 images."""
+    from vitcourse.data import load_dataset, shape_scenes
 
+    if dataset == "scenes":
+        train, test = shape_scenes("train", seed), shape_scenes("test", seed)
+        if verbose:
+            print(f"Data: shape scenes (shape_scenes, seed {seed}): {len(train)} train / {len(test)} test "
+                  f"3x32x32 images, {len(train.classes)} classes, object masks; generated offline.")
+        return Data(train.images, train.labels, test.images, test.labels, train.classes, "scenes")
     if dataset == "digits":
         data = load_dataset("digits", seed=seed, verbose=verbose)
         return Data(data.x_train, data.y_train, data.x_test, data.y_test, data.classes, data.source)
@@ -211,7 +235,7 @@ def load_data(dataset: str, seed: int = 0, verbose: bool = True) -> Data:
         as_bytes = lambda x: (x * 255).round().to(torch.uint8)  # exact: the files are uint8
         return Data(as_bytes(data.x_train), data.y_train, as_bytes(data.x_test), data.y_test, data.classes,
                     data.source)
-    raise ValueError(f"unknown dataset {dataset!r} (digits, cifar10)")
+    raise ValueError(f"unknown dataset {dataset!r} (digits, scenes, cifar10)")
 
 
 def make_batches(recipe: Recipe, data: Data, runtime: Runtime, batch_size: int | None = None
@@ -341,8 +365,10 @@ def fit(recipe: Recipe, data: Data | None = None, *, runtime: Runtime | None = N
     if out is not None and runtime.main:
         config = dict(recipe.model, num_classes=len(data.classes))
         torch.save({"recipe": recipe.name, "arch": recipe.arch, "config": config, "state_dict": model.state_dict(),
-                    "mean": data.mean, "std": data.std, "test_acc": history[-1]["test_acc"] if history else None},
-                   out / "model.pt")
+                    "mean": data.mean, "std": data.std, "test_acc": history[-1]["test_acc"] if history else None,
+                    "seed": seed, "dataset": data.source, "classes": list(data.classes), "seconds": elapsed,
+                    "history": json.dumps(history), "recipe_fields": json.dumps(asdict(recipe)),
+                    "torch": str(torch.__version__)}, out / "model.pt")
     return FitResult(model, history, recipe, elapsed)
 
 
@@ -529,7 +555,8 @@ def _recipe(args: argparse.Namespace) -> Recipe:
     if name not in RECIPES:
         raise SystemExit(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     recipe = RECIPES[name]
-    changes = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr)) if v}
+    changes = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                                 ("init", getattr(args, "init", None))) if v}
     return replace(recipe, **changes)
 
 
@@ -552,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     fit_p.add_argument("--teacher", type=Path, help="model.pt of a trained teacher: distil from it")
     fit_p.add_argument("--seed", type=int, default=0)
+    fit_p.add_argument("--init", choices=["default", "mimetic"],
+                       help="the model's initialisation (default: as the recipe says; shapes-vit: mimetic)")
     bench_p = sub.choices["benchmark"]
     bench_p.add_argument("--steps", type=int, default=20, help="timed steps")
     bench_p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
