@@ -237,6 +237,18 @@ WEEKS: dict[int, Week] = {
         references=("open_clip",),
         allowed=("tqdm",),
     ),
+    8: Week(
+        number=8,
+        slug="archaeology",
+        title="Attention Archaeology: the portfolio project, Carlini-Wagner and significance",
+        modules=("cw.py", "significance.py"),
+        tasks=(
+            Task("8.1", "The Carlini-Wagner L2 attack: tanh box, margin with confidence, Adam, a search over c"),
+            Task("8.2", "The failure taxonomy, McNemar's test and Wilson intervals"),
+        ),
+        sample_mutant="cw_kappa_ignored",
+        references=("torchattacks", "scipy"),
+    ),
 }
 
 
