@@ -244,7 +244,7 @@ WEEKS: dict[int, Week] = {
         modules=("cw.py", "significance.py"),
         tasks=(
             Task("8.1", "The Carlini-Wagner L2 attack: tanh box, margin with confidence, Adam, a search over c"),
-            Task("8.2", "The failure taxonomy, McNemar's test and Wilson intervals"),
+            Task("8.2", "Is the difference real? McNemar's test and Wilson intervals"),
         ),
         sample_mutant="cw_kappa_ignored",
         references=("torchattacks", "scipy"),

@@ -1,4 +1,4 @@
-"""Week 8 · Task 8.2: the failure taxonomy, and whether a difference between two models is real.
+"""Week 8 · Task 8.2: is the difference between two models real? McNemar's test and Wilson intervals.
 
 Shapes: N test images.
 
@@ -20,8 +20,8 @@ answer it, both on the *same* test images:
 
   Two accuracies whose intervals overlap can still differ significantly: McNemar pairs the images.
 
-The failure taxonomy is that same split, kept as image indices: what only the ViT gets wrong, what only
-the CNN gets wrong, and what both get wrong (the project's "ViT-specific vs CNN-specific vs both").
+b and c are the sizes of two groups of Week 7's error taxonomy (``vitcourse.errors.error_taxonomy``):
+the images only the ViT gets wrong and those only the CNN gets wrong.
 """
 
 from __future__ import annotations
@@ -29,38 +29,13 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-import torch
 from torch import Tensor
-
-GROUPS = ("vit_only", "cnn_only", "both")
 
 
 def _check(labels: Tensor, *predictions: Tensor) -> None:
     if labels.ndim != 1 or any(p.shape != labels.shape for p in predictions):
         raise ValueError(f"labels {tuple(labels.shape)} and predictions {[tuple(p.shape) for p in predictions]}: "
                          "expected the same (N,) shape for all")
-
-
-def failure_taxonomy(labels: Tensor, vit_pred: Tensor, cnn_pred: Tensor) -> dict[str, Tensor]:
-    """The test images each model gets wrong, in three disjoint groups.
-
-    Args:
-        labels, vit_pred, cnn_pred: (N,) int64 class indices.
-
-    Returns:
-        ``{"vit_only": ..., "cnn_only": ..., "both": ...}``, each a 1-d int64 tensor of image indices in
-        ascending order: the ViT wrong and the CNN right; the CNN wrong and the ViT right; both wrong (whether
-        or not they agree on the wrong class). All three keys are always there (an empty group is empty).
-
-    Raises:
-        ValueError: when the three are not (N,) tensors of one shape.
-    """
-    ### BEGIN SOLUTION [Week 8 · Task 8.2]
-    _check(labels, vit_pred, cnn_pred)
-    vit_wrong, cnn_wrong = vit_pred != labels, cnn_pred != labels
-    masks = {"vit_only": vit_wrong & ~cnn_wrong, "cnn_only": cnn_wrong & ~vit_wrong, "both": vit_wrong & cnn_wrong}
-    return {name: mask.nonzero().flatten().to(torch.int64) for name, mask in masks.items()}
-    ### END SOLUTION
 
 
 def mcnemar_test(labels: Tensor, pred_a: Tensor, pred_b: Tensor) -> dict[str, float]:
