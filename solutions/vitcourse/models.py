@@ -12,7 +12,7 @@ Week 3 models that later weeks reuse.
   the shape scenes (``vitcourse.data.shape_scenes``, which come with object masks). The ViT's weights
   ship with the course (``data/models/shapes-vit.pt``: loading them never trains); the CNN trains in
   ~20-30 s the first time it is asked for and is cached (``<cache>/models/shapes-cnn/``).
-* :func:`mimetic_init`: the initialisation that lets the small ViT learn on 6,000 images at all.
+* :func:`mimetic_init`: the initialisation that lets the small ViT learn fast on 6,000 images.
 """
 
 from __future__ import annotations
@@ -234,8 +234,9 @@ def mimetic_init(vit: nn.Module, qk: tuple[float, float] = (0.7, 0.7), vo: tuple
     (in ``nn.Linear`` terms: ``q = x @ qkv.weight[:D].T``, so the factor is written into the weight's rows;
     the qkv and proj biases become 0). With ``sincos_pos_embed`` a learned ``pos_embed`` (1, T, D) starts
     as the 2D sin-cos table (CLS row 0), so that "similar" at the start means "nearby": the first blocks
-    attend locally, like a convolution, which a small ViT on a few thousand images cannot find from
-    timm's default initialisation (measured in ``data/README.md``).
+    attend locally, like a convolution. A small ViT on a few thousand images finds that slowly from the
+    default initialisation (``data/README.md``: 0.955 after 30 epochs against 0.988, at chance for the
+    first 200 steps).
 
     Works on the course's ``VisionTransformer`` and on timm's (both have ``blocks[i].attn.qkv`` and
     ``.proj``); draws from torch's global generator (seed it first).

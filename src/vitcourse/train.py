@@ -126,7 +126,7 @@ RECIPES = {r.name: r for r in [  # name -> Recipe
     Recipe("digits-cnn", "digits", "cnn", dict(widths=(32, 64, 128), stem_stride=2), epochs=10, batch_size=64,
            lr=1e-2, warmup_epochs=1, max_shift=2, label_smoothing=0.1, amp=False, compile=False, target_acc=0.97),
     # SMOKE (CPU, minutes): Weeks 6-8's models on the shape scenes (vitcourse.data.shape_scenes). The ViT
-    # needs the mimetic init to learn at all at this size (data/README.md); its weights ship in data/models/.
+    # learns slowly at this size without the mimetic init (data/README.md); its weights ship in data/models/.
     Recipe("shapes-vit", "scenes", "vit", SHAPES_VIT, epochs=30, batch_size=64, lr=2e-3, warmup_epochs=2,
            hflip=True, label_smoothing=0.1, amp=False, compile=False, target_acc=0.95, init="mimetic"),
     Recipe("shapes-cnn", "scenes", "cnn", SHAPES_CNN, epochs=4, batch_size=128, lr=3e-3, warmup_epochs=0.5,

@@ -19,8 +19,11 @@ SHIPPED = weeks.REPO / "data" / "models" / "shapes-vit.pt"
 
 
 def reference_env(tmp_path) -> dict:
+    """The reference package first, offline, an empty data folder, and a TMPDIR of the test's own (importing
+    timm makes two wandb folders there, which the session's TMPDIR must not collect)."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(weeks.SOLUTIONS), str(weeks.GRADING)]), VIT_SCALE="smoke",
-                VIT_OFFLINE="1", HF_HUB_OFFLINE="1", VIT_DATA_DIR=str(tmp_path / "data"))
+                VIT_OFFLINE="1", HF_HUB_OFFLINE="1", VIT_DATA_DIR=str(tmp_path / "data"), TMPDIR=str(tmp_path / "tmp"))
 
 
 def run_python(code: str, tmp_path, timeout: int = 180) -> subprocess.CompletedProcess:
@@ -103,7 +106,8 @@ def test_training_command_runs_the_shapes_vit_recipe(tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["recipe"] == "shapes-vit" and summary["epochs"] == 1
     assert 0 < summary["test_acc"] <= 1
-    check = run_python(f"from vitcourse.models import shapes_vit; m = shapes_vit(path=r'{tmp_path / 'run' / 'model.pt'}')"
+    model_file = tmp_path / "run" / "model.pt"
+    check = run_python(f"from vitcourse.models import shapes_vit; m = shapes_vit(path=r'{model_file}')"
                        "; print(m.info['recipe'], m.info['how'])", tmp_path)
     assert check.returncode == 0 and "read from model.pt" in check.stdout, check.stderr[-3000:]
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, rand, randomise, source, state
+from vitgrade.hidden import assert_close, rand, randomise, source, state, tensor_meta
 
 VIT = "vit.VisionTransformer"
 SMALL = dict(embed_dim=48, depth=2, num_heads=3, mlp_ratio=2.0, num_classes=10)
@@ -252,7 +252,7 @@ def test_vit_fixed_position_tables(student):
         ref = np.concatenate([np.zeros((1, 48)), grid])[None]
         assert_close(res["table"], ref, f"VisionTransformer(pos_embed='{kind}').pos_embed: "
                      "a zero row for CLS, then the table of the 4x6 grid", atol=1e-5)
-        if res["trainable"]:
+        if tensor_meta(res["table"])["requires_grad"]:
             raise AssertionError(f"pos_embed='{kind}' is a fixed table: it must not be trainable")
 
 
