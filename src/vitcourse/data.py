@@ -523,6 +523,100 @@ def shape_scenes(split: str = "test", seed: int = 0, n: int | None = None) -> Sh
     return scenes if n is None else scenes.subset(slice(0, n))
 
 
+# -- textured scenes: the same scenes, each object filled with a texture (Week 7's cue conflict) -------
+TEXTURES = ("horizontal stripes", "vertical stripes", "checks", "diagonal stripes", "dots", "grain")
+TEXTURE_CONTRAST = 0.55  # a texture's dark pixels keep 1 - this share of the object's colour
+
+
+@dataclass
+class TexturedScenes(ShapeScenes):
+    """Shape scenes whose objects are filled with a texture of :data:`TEXTURES`: ``textures`` (N,) int64.
+
+    Texture k is class k's texture in the training data (``textures == labels``), so both the shape and
+    the texture tell the class; in a cue-conflict set the texture is another class's, and a model's
+    answer shows which cue it follows.
+    """
+
+    textures: Tensor | None = None  # (N,) int64, index into TEXTURES
+
+    @property
+    def conflict(self) -> Tensor:
+        """(N,) bool: the texture names another class than the shape."""
+        return self.textures != self.labels
+
+    def subset(self, index: Tensor | slice) -> TexturedScenes:
+        """The scenes at ``index``, every field alike."""
+        return TexturedScenes(self.images[index], self.labels[index], self.masks[index], self.centres[index],
+                              self.sizes[index], self.classes, self.textures[index])
+
+
+def texture_patterns(textures: Tensor, image_size: int, generator: torch.Generator) -> Tensor:
+    """(N,) texture indices -> (N, S, S) patterns in {0, 1}, each at a random phase.
+
+    0 horizontal and 1 vertical stripes (period 4 px), 2 checks (2 x 2 px), 3 diagonal stripes (period 4
+    along a diagonal), 4 dots (one pixel in every 3 x 3), 5 grain (each pixel on with probability 1/2).
+    None of them changes class under a horizontal flip (the training augmentation): a flipped diagonal is
+    still a diagonal.
+    """
+    n = len(textures)
+    phase = torch.randint(0, 12, (n, 2, 1, 1), generator=generator)
+    grain = torch.rand(n, image_size, image_size, generator=generator) < 0.5
+    r = torch.arange(image_size)[None, :, None] + phase[:, 0]  # (N, S, 1) rows
+    c = torch.arange(image_size)[None, None, :] + phase[:, 1]  # (N, 1, S) columns
+    r, c = torch.broadcast_tensors(r, c)  # (N, S, S)
+    patterns = torch.stack([
+        (r // 2) % 2 == 0,
+        (c // 2) % 2 == 0,
+        (r // 2 + c // 2) % 2 == 0,
+        ((r + c) // 2) % 2 == 0,
+        (r % 3 == 0) & (c % 3 == 0),
+        grain,
+    ], dim=1)  # (N, 6, S, S)
+    return patterns[torch.arange(n), textures].float()  # (N, S, S)
+
+
+def make_textured_scenes(n: int, image_size: int = 32, seed: int = 0, conflict: bool = False,
+                         noise: float = 0.03) -> TexturedScenes:
+    """``make_shape_scenes(n, image_size, seed, noise)`` with every object filled with a texture.
+
+    The scenes are the very same (same objects, colours, clutter, noise); inside the object each pixel's
+    colour is multiplied by 1 where the texture's pattern is on and by 1 - ``TEXTURE_CONTRAST`` where it is
+    off. With ``conflict=False`` the texture is the class's own (texture k for shape k); with
+    ``conflict=True`` it is one of the other five classes' (uniformly), never the shape's. Deterministic
+    per seed; the textures have their own generator, so ``conflict`` changes only the textures.
+    """
+    plain = make_shape_scenes(n, image_size, seed=seed, noise=0.0)
+    p = _scene_params(n, image_size, seed)  # the same draw: the objects' colours and the noise seeds
+    g = torch.Generator().manual_seed(10_007 * seed + 12_345)
+    labels = plain.labels
+    shift = 1 + torch.randint(0, len(SCENE_CLASSES) - 1, (n,), generator=g)
+    textures = (labels + shift) % len(SCENE_CLASSES) if conflict else labels.clone()
+    patterns = texture_patterns(textures, image_size, g)  # (N, S, S)
+    colour = _COLOUR_TABLE[p["colours"]][:, :, None, None]  # (N, 3, 1, 1)
+    darker = TEXTURE_CONTRAST * (1 - patterns)[:, None] * plain.masks[:, None]  # (N, 1, S, S)
+    images = plain.images - colour * darker  # the object's colour, dimmed where the pattern is off
+    if noise > 0:
+        for i, noise_seed in enumerate(p["noise_seeds"].tolist()):
+            gen = torch.Generator().manual_seed(noise_seed)
+            images[i] += noise * torch.randn(3, image_size, image_size, generator=gen)
+    return TexturedScenes(images.clamp(0, 1), labels, plain.masks, plain.centres, plain.sizes, SCENE_CLASSES,
+                          textures)
+
+
+def textured_scenes(split: str = "test", seed: int = 0, n: int | None = None, conflict: bool = False) -> TexturedScenes:
+    """:func:`shape_scenes` (same split, seed and size) with textured objects (:func:`make_textured_scenes`).
+
+    ``textured_scenes("train")`` trains the ``textures-vit`` and ``textures-cnn`` recipes (texture = class);
+    ``textured_scenes("test", conflict=True)`` is the cue-conflict set: each test scene's shape filled with
+    another class's texture.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: expected 'train' or 'test'")
+    size = SCENE_SIZES[0] if split == "train" else SCENE_SIZES[1]
+    scenes = make_textured_scenes(size, 32, seed=2 * seed + (split == "test"), conflict=conflict)
+    return scenes if n is None else scenes.subset(slice(0, n))
+
+
 def sample_photos(size: int | None = None, names: tuple[str, ...] = PHOTOS) -> list[tuple[str, Tensor]]:
     """scikit-image's colour photographs (shipped with scikit-image, no download) as (name, image) pairs.
 

@@ -403,3 +403,41 @@ def shapes_cnn(verbose: bool = True, retrain: bool = False) -> ShapesModel:
     if verbose:
         print(loaded.note)
     return loaded
+
+
+# ---------------------------------------------------------------- Week 7: the fair pair and the textured pair
+# Recipes whose weights ship in data/models/<name>.pt (see data/README.md for how and where each was trained).
+SHIPPED_RECIPES = ("shapes-vit", "shapes-cnn-matched", "textures-vit", "textures-cnn")
+
+
+def shipped_model(name: str, verbose: bool = True) -> ShapesModel:
+    """A model whose weights ship with the course, by recipe name: loads, never trains.
+
+    * ``"shapes-vit"``: the ViT of Weeks 6-8 (the same as :func:`shapes_vit`).
+    * ``"shapes-cnn-matched"``: the CNN of :func:`shapes_cnn` trained with exactly the ViT's recipe (same
+      scenes, flips, label smoothing, AdamW, schedule, batch 64, 30 epochs): Week 7's fair comparison.
+    * ``"textures-vit"``, ``"textures-cnn"``: the same two architectures and recipe on the textured scenes
+      (``vitcourse.data.textured_scenes``: texture k fills shape k), for the cue-conflict test of shape bias.
+
+    The ViTs are the course's Week 2 ``VisionTransformer``, the CNNs ``ConvNet``. Raises FileNotFoundError,
+    with the command that makes the file, when it is missing.
+    """
+    if name not in SHIPPED_RECIPES:
+        raise ValueError(f"no shipped model {name!r}; the course ships {', '.join(SHIPPED_RECIPES)}")
+    if name == "shapes-vit":
+        return shapes_vit(verbose=verbose)
+    path = SHIPPED_MODELS / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; make it with `python -m vitcourse.train fit {name} --seed 0 "
+                                f"--out runs/{name}` and copy runs/{name}/model.pt there")
+    saved = _read_model_file(path)
+    if saved["arch"] == "vit":
+        from vitcourse.vit import VisionTransformer
+
+        model: nn.Module = VisionTransformer(**saved["config"])
+    else:
+        model = ConvNet(**saved["config"])
+    loaded = _shapes_model(saved, model, path, f"the weights shipped in {path.name} loaded (no training)")
+    if verbose:
+        print(loaded.note)
+    return loaded

@@ -11,6 +11,9 @@ distillation, a speed benchmark, and fine-tuning a pretrained timm model on Food
     python -m vitcourse.train fit digits-vit                      # SMOKE: the notebook's recipe, CPU
     python -m vitcourse.train fit shapes-vit --seed 0 --out runs/shapes-vit   # Week 6's shipped ViT (CPU, ~4 min)
     python -m vitcourse.train fit shapes-cnn                      # Week 6-7's CNN on the same scenes (CPU, ~20 s)
+    python -m vitcourse.train fit shapes-cnn-matched --out runs/shapes-cnn-matched   # Week 7: the ViT's recipe
+    python -m vitcourse.train fit textures-vit --out runs/textures-vit               # Week 7: textured scenes
+    python -m vitcourse.train fit textures-cnn --out runs/textures-cnn
 
 Everything it does goes through the Week 3 functions (``schedules``, ``optim``, ``augment``,
 ``distill``, ``training``, ``finetune``) and the Week 2 ``VisionTransformer``: in a student's clone it
@@ -113,6 +116,9 @@ CIFAR_VIT = dict(img_size=32, patch_size=4, embed_dim=384, depth=7, num_heads=6,
 # Weeks 6-8: the shape scenes (32 x 32, 6 classes, object masks). Patch 4 gives 64 patch tokens; 141,766 parameters.
 SHAPES_VIT = dict(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
 SHAPES_CNN = dict(widths=(16, 32, 64, 64))  # four conv3x3-BN-GELU-pool stages: 61,078 parameters
+# The shapes-vit recipe's training settings, for any model on the scenes (Week 7: same budget for both).
+SHAPES_MATCHED = dict(epochs=30, batch_size=64, lr=2e-3, warmup_epochs=2, hflip=True, label_smoothing=0.1, amp=False,
+                      compile=False, target_acc=0.95)
 CIFAR_STRONG_AUG = dict(max_shift=4, shift_padding="reflect", hflip=True, randaugment=(2, 9), mixup_alpha=0.8,
                         cutmix_alpha=1.0, mix_prob=1.0, label_smoothing=0.1)
 
@@ -131,6 +137,12 @@ RECIPES = {r.name: r for r in [  # name -> Recipe
            hflip=True, label_smoothing=0.1, amp=False, compile=False, target_acc=0.95, init="mimetic"),
     Recipe("shapes-cnn", "scenes", "cnn", SHAPES_CNN, epochs=4, batch_size=128, lr=3e-3, warmup_epochs=0.5,
            hflip=True, label_smoothing=0.1, amp=False, compile=False, target_acc=0.95),
+    # Week 7's fair comparison: the CNN with exactly the ViT's recipe (data, flips, label smoothing, AdamW,
+    # schedule, batch, epochs; only the initialisation is each architecture's own), and both architectures on
+    # the textured scenes (textured_scenes: texture k fills shape k), for the cue-conflict test. Shipped.
+    Recipe("shapes-cnn-matched", "scenes", "cnn", SHAPES_CNN, **SHAPES_MATCHED),
+    Recipe("textures-vit", "textures", "vit", SHAPES_VIT, **SHAPES_MATCHED, init="mimetic"),
+    Recipe("textures-cnn", "textures", "cnn", SHAPES_CNN, **SHAPES_MATCHED),
     # FULL (one GPU, minutes): CIFAR-10 from scratch. Not measured on a GPU by the course yet: see the README.
     Recipe("cifar10-vit", "cifar10", "vit", CIFAR_VIT, epochs=200, batch_size=512, lr=1e-3, weight_decay=0.05,
            warmup_epochs=5, min_lr_ratio=0.01, **CIFAR_STRONG_AUG),
@@ -227,6 +239,15 @@ def load_data(dataset: str, seed: int = 0, verbose: bool = True) -> Data:
             print(f"Data: shape scenes (shape_scenes, seed {seed}): {len(train)} train / {len(test)} test "
                   f"3x32x32 images, {len(train.classes)} classes, object masks; generated offline.")
         return Data(train.images, train.labels, test.images, test.labels, train.classes, "scenes")
+    if dataset == "textures":
+        from vitcourse.data import textured_scenes
+
+        train, test = textured_scenes("train", seed), textured_scenes("test", seed)
+        if verbose:
+            print(f"Data: textured shape scenes (textured_scenes, seed {seed}): {len(train)} train / {len(test)} "
+                  f"test 3x32x32 images, {len(train.classes)} classes, each object filled with its class's texture; "
+                  f"generated offline.")
+        return Data(train.images, train.labels, test.images, test.labels, train.classes, "textures")
     if dataset == "digits":
         data = load_dataset("digits", seed=seed, verbose=verbose)
         return Data(data.x_train, data.y_train, data.x_test, data.y_test, data.classes, data.source)
@@ -235,7 +256,7 @@ def load_data(dataset: str, seed: int = 0, verbose: bool = True) -> Data:
         as_bytes = lambda x: (x * 255).round().to(torch.uint8)  # exact: the files are uint8
         return Data(as_bytes(data.x_train), data.y_train, as_bytes(data.x_test), data.y_test, data.classes,
                     data.source)
-    raise ValueError(f"unknown dataset {dataset!r} (digits, scenes, cifar10)")
+    raise ValueError(f"unknown dataset {dataset!r} (digits, scenes, textures, cifar10)")
 
 
 def make_batches(recipe: Recipe, data: Data, runtime: Runtime, batch_size: int | None = None
