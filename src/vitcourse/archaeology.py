@@ -323,8 +323,10 @@ class Excavation:
         path = self.out / "stages" / stage / "done.json"
         if not path.is_file():
             return None
-        data = json.loads(path.read_text())
-        return Stage(**data)
+        try:
+            return Stage(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError):
+            return None  # unreadable: do the stage again
 
     # -- running
     def fingerprint(self, stage: str) -> str:
@@ -355,7 +357,9 @@ class Excavation:
                 tick = time.perf_counter()
                 STAGE_FUNCTIONS[name](self)
                 self.current.seconds = round(time.perf_counter() - tick, 2)
-                (self.stage_dir(name) / "done.json").write_text(json.dumps(_plain(asdict(self.current)), indent=1))
+                done = self.stage_dir(name) / "done.json"
+                done.with_suffix(".tmp").write_text(json.dumps(_plain(asdict(self.current)), indent=1))
+                os.replace(done.with_suffix(".tmp"), done)  # all at once: a reader never sees half of it
                 tqdm.write(f"[{name}] {self.current.seconds:.1f} s: {len(self.current.figures)} figure(s), "
                            f"{len(self.current.tables)} table(s)")
                 results[name] = self.current
@@ -972,7 +976,11 @@ def check_report(out: str | Path) -> list[str]:
 
 # ---------------------------------------------------------------------------- command line
 def default_out(dataset: str) -> Path:
-    return Path("runs") / f"{dataset}-{SCALE.value}"
+    """``runs/<dataset>-<scale>`` where you are; ``-reference`` at the end when ``vitcourse`` is the course's
+    reference package (the instructor's notebook), so that a run of the reference never mixes with yours."""
+    from vitcourse.toolkit import package_is_reference
+
+    return Path("runs") / f"{dataset}-{SCALE.value}{'-reference' if package_is_reference() else ''}"
 
 
 def excavate(out: str | Path | None = None, *, dataset: str | None = None, config: str | Path | None = None,
@@ -1007,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vitcourse.archaeology", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=DATASETS, help="default: shapes at SMOKE, pathmnist at FULL")
-    parser.add_argument("--out", type=Path, help="the run's folder (default: runs/<dataset>-<scale>)")
+    parser.add_argument("--out", type=Path, help="the run's folder (default: runs/<dataset>-<scale> here)")
     parser.add_argument("--config", type=Path, help="a TOML file of settings, e.g. experiments/pathmnist-full.toml")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, in order (default: all: "
                         f"{','.join(STAGES)})")

@@ -117,6 +117,11 @@ class _ReferenceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(compile(source, str(file), "exec"), module.__dict__)  # noqa: S102 - the course's own reference
 
 
+def package_is_reference() -> bool:
+    """Whether ``vitcourse`` itself is the course's reference (the instructor's notebooks run that way)."""
+    return Path(importlib.import_module("vitcourse").__file__).resolve().parent == REFERENCE_DIR.resolve()
+
+
 def reference_available() -> bool:
     """Whether this copy of the course holds the reference solutions (the course repository does)."""
     return (REFERENCE_DIR / "__init__.py").is_file()
@@ -177,7 +182,7 @@ class Toolkit:
             why = f"vitcourse.{piece.module} has no {piece.attribute} ({type(exc).__name__})"
         package = Path(importlib.import_module("vitcourse").__file__).resolve().parent
         if own is not None and not why:
-            if package == REFERENCE_DIR.resolve():
+            if package_is_reference():
                 return Choice(piece, "reference", "the course's reference (solutions/ is the package here)", own)
             return Choice(piece, "yours", f"yours ({package.name}/{piece.module}.py)", own)
         if piece.week < OWN_WEEK and self.use_reference and (REFERENCE_DIR / f"{piece.module}.py").is_file():
