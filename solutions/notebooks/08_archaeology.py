@@ -34,7 +34,7 @@
 # The demo: `python3 course.py demo` (from the course folder).
 #
 # **Scale.** At SMOKE (the default) the excavation runs on the Week 6 shape scenes with the course's
-# small ViT (shipped weights) and CNN, on a CPU, in about a minute; every number below is about those
+# small ViT and CNN (both with shipped weights), on a CPU, in about a minute; every number below is about those
 # two small models on generated scenes. At FULL it fine-tunes pretrained ViT-B/16 and ResNet-50 on
 # PathMNIST or EuroSAT on a GPU (`VIT_SCALE=full python -m vitcourse.archaeology --config
 # experiments/pathmnist-full.toml`): those are the numbers the seed's bar (> 85 % test accuracy) is
@@ -74,7 +74,7 @@ DATASET = SCALE.pick(smoke="shapes", full="pathmnist")
 # %% [markdown]
 # ## 1. Task 8.1: the Carlini-Wagner L2 attack
 #
-# *About 15 s at SMOKE on the course's 2-core machine.*
+# *About 5 s at SMOKE on the course's 2-core machine.*
 #
 # FGSM and PGD (Week 7) fix a budget and look for the worst image inside it. Carlini and Wagner (2017)
 # turn the question around: **what is the closest image the model gets wrong?** For an image $x$ with
@@ -148,7 +148,7 @@ print(f"torchattacks' CW (c = 1, no search): fooled {int((margin(model, theirs, 
 # %%
 kappas = [0.0, 2.0, 4.0, 8.0]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
-w_norm = float(model[1].weight[1].sub(model[1].weight[0]).norm())
+w_norm = float((model[1].weight[1] - model[1].weight[0]).detach().norm())
 for kappa in kappas:
     attacked = carlini_wagner_l2(model, images, labels, kappa=kappa, initial_const=1e-2)
     axes[0].plot(distance, (attacked - images).flatten(1).norm(dim=1), "o", label=f"kappa {kappa:g}")
@@ -181,7 +181,7 @@ grade_task("8.1")
 # %% [markdown]
 # ## 2. Task 8.2: is the difference real?
 #
-# *About 2 s at SMOKE.*
+# *Under a second at SMOKE.*
 #
 # Two models on the same $n$ test images, accuracies 0.962 and 0.955: better, or noise? Two tools, both
 # written from their formulas in the module's docstring:
@@ -240,8 +240,8 @@ grade_task("8.2")
 # %% [markdown]
 # ## 3. The excavation
 #
-# *About 60 s at SMOKE the first time (1 CPU thread, a quiet machine; up to 2 minutes on a busy one); a
-# second of reading afterwards.*
+# *About 50 s at SMOKE the first time (52 s measured with one CPU thread on the course's 2-core machine;
+# about 2 minutes on a busy one); a second of reading afterwards.*
 #
 # `excavation()` runs `vitcourse.archaeology` into `runs/shapes-smoke` (next to this notebook; a run
 # with the course's reference package goes to `runs/shapes-smoke-reference`) the first time a cell asks,
@@ -276,7 +276,7 @@ def figure(name: str, part: int | None = None, width: int | None = None) -> None
     display(Image(filename=str(excavation() / "figures" / file), width=width))
 
 
-run = excavation()
+excavation()
 
 # %% [markdown]
 # ## 4. Introduction
@@ -309,7 +309,7 @@ table("accuracy")
 # behind each piece:
 
 # %%
-summary = json.loads((run / "summary.json").read_text())
+summary = json.loads((excavation() / "summary.json").read_text())
 print({k: v for k, v in summary["settings"].items() if k in ("dataset", "panels", "stats_images", "ablation_images",
                                                               "attack_images", "cw_images", "epsilons", "pgd_steps")})
 print("code:", summary["code"])
@@ -344,10 +344,10 @@ for name, model_info in summary["models"].items():
 # %%
 table("attention_by_layer")
 figure("attention_by_layer")
-if (run / "tables" / "explanations.md").is_file():
+if (excavation() / "tables" / "explanations.md").is_file():
     table("explanations")
 table("significance")
-ranking = (run / "tables" / "head_ranking.md").read_text().splitlines()
+ranking = (excavation() / "tables" / "head_ranking.md").read_text().splitlines()
 display(Markdown("\n".join(ranking[:14])))
 
 # %% [markdown]
@@ -507,7 +507,7 @@ figure("failure_examples", width=520)
 # and a taxonomy with all three groups (`check_report`, what the command prints at its end):
 
 # %%
-problems = check_report(run)
+problems = check_report(excavation())
 print("report check:", "complete" if not problems else problems)
 assert not problems, problems
 print(f"\nnotebook ran in {time.monotonic() - NOTEBOOK_START:.0f} s at {SCALE.value.upper()} scale")
