@@ -242,10 +242,10 @@ def test_cw_is_at_least_as_strong_as_torchattacks(student):
     import torchattacks
 
     problem = mlp_problem(SEED + 3)
-    options = dict(kappa=0.0, initial_const=0.1, binary_search_steps=5, steps=80, lr=1e-2)
+    options = dict(kappa=0.0, initial_const=0.1, binary_search_steps=4, steps=60, lr=1e-2)
     out = run_attack(student, "mlp", problem, options, kind="mlp", num_classes=4, hidden=32)
     torch.manual_seed(0)
-    theirs = torchattacks.CW(problem["model"], c=1, kappa=0, steps=400, lr=0.01)(problem["images"], problem["labels"])
+    theirs = torchattacks.CW(problem["model"], c=1, kappa=0, steps=200, lr=0.01)(problem["images"], problem["labels"])
     ours_margin = margins(problem["model"], out["adversarial"], problem["labels"])
     their_margin = margins(problem["model"], theirs, problem["labels"])
     ours_fooled, their_fooled = ours_margin > 0, their_margin > 0
