@@ -118,7 +118,7 @@ def linear_problem(n_images: int = 8, seed: int = 0) -> tuple[nn.Module, torch.T
     side = torch.where(torch.rand(n_images, generator=g) < 0.5, -1.0, 1.0)
     images = (points + (side * distance)[:, None] * w / w.norm()).reshape(n_images, 3, 8, 8)
     with torch.no_grad():
-        labels = model(images).argmax(dim=1)
+        labels = model(images).argmax(dim=-1)  # each image's class: the label it is attacked from
     return model.eval(), images, labels, distance
 
 

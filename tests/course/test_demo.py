@@ -24,6 +24,8 @@ import pytest
 
 from vitgrade import weeks
 
+pytestmark = pytest.mark.slow  # a server start and a browser: ~30 s
+
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's binary (the /usr/bin wrapper adds extension flags)
 NO_LOOKUPS = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost"
 IMAGES = ("vit_input", "attention", "rollout", "gradient", "cnn_input", "gradcam")
