@@ -119,12 +119,12 @@ class Settings:
     # FULL: the models and how they are fine-tuned (Week 3's finetune).
     vit_model: str = "vit_base_patch16_224.augreg2_in21k_ft_in1k"
     cnn_model: str = "resnet50.a1_in1k"
-    image_size: int = 224
+    image_size: int = field(default_factory=lambda: SCALE.pick(smoke=64, full=224))
     epochs: int = 3
     batch_size: int = 64
     vit_lr: float = 1e-4
     cnn_lr: float = 5e-4
-    test_images: int = 1000  # FULL: the test images held in memory for the analysis (accuracy uses all)
+    test_images: int = field(default_factory=lambda: SCALE.pick(smoke=256, full=1000))  # held in memory (real data)
 
     def for_stage(self, stage: str) -> dict[str, Any]:
         """The settings a stage depends on (all of them but the ones that only size other stages would do;
