@@ -409,7 +409,7 @@ def preflight(settings: Settings) -> list[str]:
 
     require = SCALE is Scale.FULL
     data = load_dataset(settings.dataset, 8, 8, image_size=settings.image_size, require=require, verbose=False)
-    lines = [f"Data: {data.note}"]
+    lines = [data.note if data.note.startswith("Data:") else f"Data: {data.note}"]
     for name in (settings.vit_model, settings.cnn_model):
         _, info = load_timm(name, num_classes=len(data.classes), require=require)
         lines.append(f"Model: {info.note}")
@@ -436,21 +436,33 @@ def stage_models(run: Excavation) -> None:
     pretrained ViT-B/16 and ResNet-50; SMOKE: small random-init stand-ins, numbers meaningless)."""
     s = run.settings
     if s.dataset != "shapes":
+        from timm.models import model_entrypoint
+
+        from vitcourse.data import load_dataset
+        from vitcourse.models import finetune_model
+        from vitcourse.pretrained import TIMM_SMALL
         from vitcourse.train import FinetuneConfig, finetune
 
-        data = load_test_data(s)["data"]
+        data = load_dataset(s.dataset, SCALE.pick(smoke=512, full=None), SCALE.pick(smoke=256, full=None), seed=s.seed,
+                            image_size=s.image_size)
         for name, model_name, lr in (("vit", s.vit_model, s.vit_lr), ("cnn", s.cnn_model, s.cnn_lr)):
+            size = s.image_size if name == "vit" else None  # a CNN takes any size; a ViT's grid is built for one
+            model, note = finetune_model(model_name, len(data.classes), size)
+            kwargs: dict[str, Any] = {}  # what rebuilds the same model: nothing at FULL, the stand-in's sizes at SMOKE
+            if SCALE is Scale.SMOKE:
+                family = model_entrypoint(model_name.split(".")[0]).__module__.rsplit(".", 1)[-1]
+                kwargs = {**TIMM_SMALL.get(family, {}), **({"img_size": size} if size else {})}
             config = FinetuneConfig("full", model_name, s.dataset, epochs=s.epochs, batch_size=s.batch_size, lr=lr,
-                                    image_size=s.image_size, n_train=SCALE.pick(smoke=256, full=None),
-                                    n_test=SCALE.pick(smoke=128, full=None))
+                                    image_size=s.image_size)
             result = finetune(config, device=str(run.device), out_dir=run.out / "models" / name, seed=s.seed,
-                              progress=run.progress, data=data)
+                              progress=run.progress, data=data, model=model)
             model = result.model.cpu()
-            torch.save({"architecture": model.pretrained_cfg.get("architecture", model_name.split(".")[0]),
-                        "state_dict": model.state_dict(), "pretrained_cfg": dict(model.pretrained_cfg),
-                        "note": f"{model_name} fine-tuned on {s.dataset} ({s.epochs} epochs, lr {lr})",
-                        "history": json.dumps(result.history), "kwargs": {}}, run.stage_dir("models") / f"{name}.pt")
-            run.current.numbers[f"{name}_full_test_accuracy"] = result.test_acc
+            torch.save({"architecture": model_name.split(".")[0], "state_dict": model.state_dict(),
+                        "pretrained_cfg": dict(getattr(model, "pretrained_cfg", {}) or {}), "kwargs": kwargs,
+                        "note": f"{note} Fine-tuned on {s.dataset} by the models stage ({s.epochs} epochs, lr {lr}).",
+                        "history": json.dumps(result.history)},
+                       run.stage_dir("models") / f"{name}.pt")
+            run.current.numbers[f"{name}_finetune_test_accuracy"] = result.test_acc
     vit, cnn = run.subjects
     images, labels = run.data["images"], run.data["labels"]
     rows = []
