@@ -38,7 +38,8 @@ BASE_PACKAGES = ("torch", "numpy")
 
 # Modules of the package that every week ships (no exercises in them).
 SHARED_MODULES = ("__init__.py", "scale.py", "checks.py", "data.py", "pretrained.py", "profiling.py",
-                  "models.py", "batches.py", "train.py")  # Week 3: CNN teacher, on-device batches, training command
+                  "models.py", "batches.py", "train.py",  # Week 3: CNN teacher, on-device batches, training command
+                  "compare.py")  # Week 7: the fair ViT-vs-CNN comparison command
 
 
 @dataclass(frozen=True)

@@ -410,7 +410,7 @@ def shapes_cnn(verbose: bool = True, retrain: bool = False) -> ShapesModel:
 SHIPPED_RECIPES = ("shapes-vit", "shapes-cnn-matched", "textures-vit", "textures-cnn")
 
 
-def shipped_model(name: str, verbose: bool = True) -> ShapesModel:
+def shipped_model(name: str, verbose: bool = True, impl: str = "course") -> ShapesModel:
     """A model whose weights ship with the course, by recipe name: loads, never trains.
 
     * ``"shapes-vit"``: the ViT of Weeks 6-8 (the same as :func:`shapes_vit`).
@@ -419,22 +419,27 @@ def shipped_model(name: str, verbose: bool = True) -> ShapesModel:
     * ``"textures-vit"``, ``"textures-cnn"``: the same two architectures and recipe on the textured scenes
       (``vitcourse.data.textured_scenes``: texture k fills shape k), for the cue-conflict test of shape bias.
 
-    The ViTs are the course's Week 2 ``VisionTransformer``, the CNNs ``ConvNet``. Raises FileNotFoundError,
+    The CNNs are ``ConvNet``; the ViTs the course's Week 2 ``VisionTransformer`` (``impl="course"``) or timm's
+    with the same configuration and weights (``impl="timm"``, as :func:`shapes_vit`). Raises FileNotFoundError,
     with the command that makes the file, when it is missing.
     """
     if name not in SHIPPED_RECIPES:
         raise ValueError(f"no shipped model {name!r}; the course ships {', '.join(SHIPPED_RECIPES)}")
     if name == "shapes-vit":
-        return shapes_vit(verbose=verbose)
+        return shapes_vit(impl, verbose=verbose)
     path = SHIPPED_MODELS / f"{name}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; make it with `python -m vitcourse.train fit {name} --seed 0 "
                                 f"--out runs/{name}` and copy runs/{name}/model.pt there")
     saved = _read_model_file(path)
-    if saved["arch"] == "vit":
+    if saved["arch"] == "vit" and impl == "timm":
+        from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+        model: nn.Module = TimmViT(**saved["config"])
+    elif saved["arch"] == "vit":
         from vitcourse.vit import VisionTransformer
 
-        model: nn.Module = VisionTransformer(**saved["config"])
+        model = VisionTransformer(**saved["config"])
     else:
         model = ConvNet(**saved["config"])
     loaded = _shapes_model(saved, model, path, f"the weights shipped in {path.name} loaded (no training)")

@@ -18,7 +18,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # Under xdist (course.py test: --dist loadfile --no-loadscope-reorder) each module goes whole to
 # the next free worker, in this order: the longest first (the zoo, the notebooks, verify), then
 # the modules with a slow test, then the rest, so that no long module starts last.
-LONGEST = ("test_zoo.py", "test_notebooks.py", "test_verify.py", "test_shapes_models.py")
+LONGEST = ("test_zoo.py", "test_notebooks.py", "test_verify.py", "test_shapes_models.py", "test_week7_models.py")
 
 
 def pytest_collection_modifyitems(items):

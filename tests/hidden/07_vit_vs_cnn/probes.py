@@ -99,21 +99,22 @@ def gradcam(kind: str, config: dict, state: dict, images: torch.Tensor, targets,
                if num_prefix_tokens is not None else None)
     cam = GradCAM(model, model.get_submodule(layer), reshape)
     maps = cam(images, targets)
-    return {"maps": maps.detach(), **_facts(model)}
+    return {"maps": maps, **_facts(model)}  # as returned: a graph or a dtype would show in tensor_meta
 
 
 def attack(attack_name: str, kind: str, config: dict, state: dict, images: torch.Tensor, labels: torch.Tensor,
            kwargs: dict, training: bool = True, seed: int = 0) -> dict:
     """The student's attacks.<name>(model, images, labels, **kwargs) on the judge's model (global generator
-    seeded with ``seed``): the adversarial images, the model's mode at each forward pass, and the facts."""
+    seeded with ``seed``), the images handed over requiring grad (as a caller's might): the adversarial
+    images as returned, the model's mode at each forward pass, and the facts."""
     from vitcourse import attacks
 
     model = _loaded(kind, config, state, training)
     seen, handle = _record_modes(model)
     torch.manual_seed(seed)
-    adversarial = getattr(attacks, attack_name)(model, images.clone(), labels.clone(), **kwargs)
+    adversarial = getattr(attacks, attack_name)(model, images.clone().requires_grad_(True), labels.clone(), **kwargs)
     handle.remove()
-    return {"adversarial": adversarial.detach(), "forward_modes": seen, **_facts(model)}
+    return {"adversarial": adversarial, "forward_modes": seen, **_facts(model)}  # as returned (tensor_meta)
 
 
 def attack_sweep(attack_name: str, kind: str, config: dict, state: dict, images: torch.Tensor, labels: torch.Tensor,

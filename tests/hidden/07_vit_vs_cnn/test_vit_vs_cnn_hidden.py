@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitgrade.hidden import assert_close, randomise, state
+from vitgrade.hidden import assert_close, randomise, state, tensor_meta
 
 RUN_SEED = secrets.randbelow(1_000_000)  # this grading run's inputs
 
@@ -148,6 +148,10 @@ def test_gradcam_leaves_the_model_as_it_found_it(student):
     if maps.shape != (2, 32, 32) or maps.min() < 0 or maps.max() > 1 + 1e-6:
         raise AssertionError(f"maps must be (B, H, W) = (2, 32, 32) in [0, 1]; got {maps.shape} in "
                              f"[{maps.min():.3g}, {maps.max():.3g}]")
+    meta = tensor_meta(out["maps"])
+    if meta["requires_grad"] or meta["dtype"] != "torch.float32":
+        raise AssertionError(f"the maps must be detached float32 tensors; got {meta['dtype']} with "
+                             f"requires_grad={meta['requires_grad']} (grad_fn {meta['grad_fn']})")
     if not all(out["modes"]):
         raise AssertionError("a model given in train mode must be back in train mode (every submodule) afterwards")
     if out["hooks"]:
@@ -231,6 +235,11 @@ def test_attacks_leave_the_model_as_they_found_it(student, name):
     if out["param_grads"]:
         raise AssertionError(f"{name} left .grad on the model's parameters {out['param_grads'][:3]}: take the "
                              "gradient with respect to the images only (torch.autograd.grad)")
+    meta = tensor_meta(out["adversarial"])
+    if meta["requires_grad"] or meta["dtype"] != "torch.float32":
+        raise AssertionError(f"{name} must return detached images in the input's dtype (float32), even when the "
+                             f"images it was given require grad; got {meta['dtype']} with requires_grad="
+                             f"{meta['requires_grad']} (grad_fn {meta['grad_fn']})")
 
 
 @pytest.mark.task("7.2", points=2)
@@ -370,12 +379,16 @@ def shift(net, images, eps):
 
 @pytest.mark.task("7.3", points=2)
 def test_robustness_curve_matches_the_judges_accuracies(student):
-    net = model("mlp", MLP_SMALL, RUN_SEED % 1000 + 20)
-    images = uniform(23, 3, 2, 2, seed=RUN_SEED + 20)
-    with torch.no_grad():
-        labels = net(images).argmax(1)  # every clean image right: the curve starts at 1
-    labels[:3] = (labels[:3] + 1) % 3  # ... except three
     epsilons = [0.0, 0.3, 0.1, 0.6]  # not sorted: the curve follows the given order
+    for offset in range(50):  # a model whose answers the grader's attack changes (so the curve is not flat)
+        net = model("mlp", MLP_SMALL, RUN_SEED % 1000 + 20 + offset)
+        images = uniform(23, 3, 2, 2, seed=RUN_SEED + 20 + offset)
+        with torch.no_grad():
+            labels = net(images).argmax(1)  # every clean image right ...
+            attacked = net(shift(net, images, 0.6)).argmax(1)
+        labels[:3] = (labels[:3] + 1) % 3  # ... except three
+        if int((attacked != labels).sum()) >= 6:
+            break
     out = student.probe("curve", kind="mlp", config=MLP_SMALL, state=state(net), images=images, labels=labels,
                         epsilons=epsilons, batch_size=10, training=True)
     expected = [accuracy(net, shift(net, images, e), labels) for e in epsilons]
