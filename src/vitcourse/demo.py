@@ -70,7 +70,8 @@ class Archaeologist:
         parts = []
         for name in pieces:
             choice = self.kit.choice(name)
-            parts.append(f"{choice.piece.what} (Task {choice.piece.task}): **{choice.source}**")
+            whose = "yours, not done yet" if "not done" in choice.detail else choice.source
+            parts.append(f"{choice.piece.what} (Task {choice.piece.task}): **{whose}**")
         return "Code: " + "; ".join(parts) + "."
 
     def to_tensor(self, image: Any) -> torch.Tensor:
