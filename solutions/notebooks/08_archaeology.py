@@ -240,8 +240,8 @@ grade_task("8.2")
 # %% [markdown]
 # ## 3. The excavation
 #
-# *About 50 s at SMOKE the first time (52 s measured with one CPU thread on the course's 2-core machine;
-# about 2 minutes on a busy one); a second of reading afterwards.*
+# *About 40 s at SMOKE the first time (its stages took 34 s with one CPU thread on the course's 2-core
+# machine, quiet; about twice that on a busy one); a second of reading afterwards.*
 #
 # `excavation()` runs `vitcourse.archaeology` into `runs/shapes-smoke` (next to this notebook; a run
 # with the course's reference package goes to `runs/shapes-smoke-reference`) the first time a cell asks,

@@ -106,9 +106,9 @@ class Settings:
     progression_images: int = 20  # attention progression, block 1 to L (the seed: 20+)
     panels: int = field(default_factory=lambda: SCALE.pick(smoke=24, full=60))  # side by side (the seed: 50+)
     stats_images: int = field(default_factory=lambda: SCALE.pick(smoke=200, full=512))  # head statistics, maps
-    ablation_images: int = field(default_factory=lambda: SCALE.pick(smoke=400, full=2000))
-    attack_images: int = field(default_factory=lambda: SCALE.pick(smoke=128, full=500))  # FGSM, PGD
-    cw_images: int = field(default_factory=lambda: SCALE.pick(smoke=48, full=200))
+    ablation_images: int = field(default_factory=lambda: SCALE.pick(smoke=300, full=2000))
+    attack_images: int = field(default_factory=lambda: SCALE.pick(smoke=100, full=500))  # FGSM, PGD
+    cw_images: int = field(default_factory=lambda: SCALE.pick(smoke=32, full=200))
     epsilons: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255)  # L-infinity, pixel units
     show_eps: float = 4 / 255  # the adversarial images the maps are drawn on
     pgd_steps: int = field(default_factory=lambda: SCALE.pick(smoke=5, full=20))
