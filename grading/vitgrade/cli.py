@@ -126,9 +126,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"TAMPERING: {path} changed during grading (grades use the snapshots taken before)")
     for problem in run.gradebook_problems:
         print(f"GRADEBOOK INCONSISTENT: {problem}")
+    used = "its structure not used for the grade" if weeks.get(args.week).notebook_tasks else "not used for the grade"
     for name, notes in sorted(run.notebooks.items()):
         for note in notes:
-            print(f"notebook {name} (not used for the grade): {note}")
+            print(f"notebook {name} ({used}): {note}")
     return 0 if run.ok else 1
 
 

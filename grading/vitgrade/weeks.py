@@ -75,6 +75,11 @@ class Week:
     # but the exercise modules may not import them (a static check in the judge, and the import
     # guard in the process).
     probe_packages: tuple[str, ...] = ()
+    # Tasks graded from the notebook the student submitted (its saved outputs), not from the package:
+    # their hidden tests read it with vitgrade.hidden.submitted_notebook(). The grader carries the
+    # notebook with the package's snapshot only for such a week, and `vitgrade verify` grades the
+    # reference with its executed reference notebook and the stub with the untouched student notebook.
+    notebook_tasks: tuple[str, ...] = ()
 
     @property
     def student_packages(self) -> tuple[str, ...]:

@@ -56,6 +56,9 @@ VERDICT_FD_ENV = "VITGRADE_VERDICT_FD"  # one JSON line per student graded by th
 EXPECT_ENV = "VITGRADE_EXPECT_DIGEST"  # JSON: student -> digest of the submitted modules
 TESTS_ENV = "VITGRADE_TESTS_DIGEST"  # digest of source/<assignment>/hidden_tests when the batch started
 KERNEL_FSIZE = 64 * 2**20
+# (student, assignment) -> the submitted notebook with its outputs, as RepairingExporter read it, until
+# TrustedExecute puts it into the snapshot (repair.submitted_copy): nbgrader clears outputs in between.
+SUBMITTED: dict[tuple[str, str], tuple[bytes | None, str]] = {}
 NOT_RUN = ("[This notebook was not re-run at grading (VITGRADE_EXECUTE=none). Your score comes from "
            "the hidden tests, run on your package outside the notebook; see the graded cells.]\n")
 
@@ -114,6 +117,7 @@ class TrustedExecute(Execute):
         here = Path(resources["metadata"]["path"]).resolve()
         week = weeks.by_assignment(info["assignment"])
         snapshot = integrity.Snapshot.take(here / weeks.PACKAGE, origin=info["student"])
+        snapshot.notebook, snapshot.notebook_why = SUBMITTED.pop((info["student"], info["assignment"]), (None, ""))
         tampering = []
         expected = per_student(EXPECT_ENV, info["student"])
         if expected and expected != modules_digest(week, snapshot.files):
@@ -261,6 +265,7 @@ class RepairingExporter(NotebookExporter):
             raise RuntimeError(f"the release notebook is needed to check submissions ({exc}): "
                                "run nbgrader generate_assignment") from exc
         nb, notes = repair.load(path, release)
+        SUBMITTED[(info["student"], info["assignment"])] = repair.submitted_copy(info["assignment"], nb, notes)
         notes = [str(n) for n in per_student(repair.NOTES_ENV, info["student"]) or []] + notes
         for note in notes:
             self.log.warning("notebook repaired for %s: %s", info["student"], note)

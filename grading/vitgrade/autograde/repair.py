@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextvars
 import copy
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ from vitgrade.judging.results import one_line
 
 NOTES_ENV = "VITGRADE_NOTEBOOK_NOTES"  # JSON: student -> the orchestrator's lines (renamed or missing notebook)
 HEADER = ("**Notes from the grader about your notebook.** None of this changed your score: your points come "
-          "from the hidden tests, run on your package outside this notebook.")
+          "from the hidden tests, run outside this notebook on your package (and, for a task graded from your "
+          "report, on the outputs your notebook was submitted with).")
+STAND_IN = "The notebook below is the release notebook; your package was graded as usual."
 FLAGS = ("grade", "solution", "locked", "task")  # the nbgrader flags that decide how a cell is graded
 
 
@@ -414,7 +417,7 @@ def load(path: Path, release: NotebookNode, name: str | None = None) -> tuple[No
     be read, or is beyond the limits (size, cells, time), a copy of the release notebook and the
     reason. Never raises for the notebook's sake."""
     name = name or path.name
-    stand_in = "The notebook below is the release notebook; your package was graded as usual."
+    stand_in = STAND_IN
     try:
         size = path.stat().st_size
     except OSError:
@@ -473,6 +476,19 @@ def annotate(nb: NotebookNode, notes: list[str]) -> NotebookNode:
         cell = nbformat.v4.new_markdown_cell(text, metadata={"vitgrade": "notebook notes"})
         nb.cells.insert(0, cell)
     return nb
+
+
+def submitted_copy(assignment: str, nb: NotebookNode, notes: list[str]) -> tuple[bytes | None, str]:
+    """What the nbgrader path carries to the judge for a week that grades its notebook
+    (:attr:`vitgrade.integrity.Snapshot.notebook`): the notebook as :func:`load` read and repaired it,
+    saved outputs included (nbgrader's sanitizing clears them before any kernel runs), or None and why,
+    when the release notebook stands in for it. (None, "") for a week that does not grade it."""
+    if not weeks.by_assignment(assignment).notebook_tasks:
+        return None, ""
+    stand_in = next((note for note in notes if STAND_IN in note), None)
+    if stand_in is not None:
+        return None, stand_in.replace(STAND_IN, "").strip()
+    return nbformat.writes(nb).encode(), ""
 
 
 def recorded(nb: NotebookNode) -> list[str]:
@@ -535,8 +551,19 @@ def stage(located: Located, folder: Path, staged: Path, release_path: Path) -> P
 # --------------------------------------------------------------------------- the grade path
 
 
+def find_notebook(week: weeks.Week, folder: Path) -> Path | None:
+    """Where a submission folder's notebook is, as :func:`inspect_submission` finds it: ``<id>.ipynb``,
+    ``weeks/<id>/<id>.ipynb``, else the renamed one (:func:`locate`); None when there is none."""
+    for place in (folder / week.notebook_name, folder / "weeks" / week.id / week.notebook_name):
+        if os.path.lexists(place):
+            return place
+    if next(folder.rglob("*.ipynb"), None) is None:
+        return None
+    return locate(folder, week.notebook_name, nbformat.read(week.student_notebook, as_version=4)).path
+
+
 def inspect_submission(week: weeks.Week, folder: Path) -> list[str]:
-    """``vitgrade grade`` does not use notebooks. When a submission folder holds one (as
+    """``vitgrade grade`` does not grade a notebook's structure. When a submission folder holds one (as
     ``<id>.ipynb``, ``weeks/<id>/<id>.ipynb`` or renamed), the same checks as the nbgrader path,
     against the student notebook of the course; no notebook, no lines."""
     reference = nbformat.read(week.student_notebook, as_version=4)

@@ -194,6 +194,56 @@ def source(module: str) -> tuple[str, ast.Module | None]:
         return text, None
 
 
+# ------------------------------------------------------------------------------ the submitted notebook
+_NOTEBOOK: dict[str, Any] = {}
+NO_NOTEBOOK = "no notebook came with this submission"
+
+
+def keep_notebook(path: Path, why: Path) -> None:
+    """The notebook that came with the submission (:data:`vitgrade.judging.judge.NOTEBOOK`), or why none
+    did, read before any student code ran (the judge calls this first); parsed on first use."""
+    _NOTEBOOK.clear()
+    _NOTEBOOK["data"] = path.read_bytes() if path.is_file() else None
+    _NOTEBOOK["why"] = why.read_text(errors="replace").strip() if why.is_file() else ""
+    _NOTEBOOK["path"] = path
+
+
+def submitted_notebook(required: bool = True):
+    """The notebook submitted with the package (an ``nbformat`` NotebookNode, version 4, saved outputs
+    included), as data: nothing in it runs. Missing or unreadable: with ``required`` the calling test fails
+    with one line that says why (an AssertionError); without, None."""
+    if "node" not in _NOTEBOOK:
+        _NOTEBOOK["node"], _NOTEBOOK["problem"] = _parse_notebook(_NOTEBOOK.get("data"), _NOTEBOOK.get("why", ""))
+    if _NOTEBOOK["node"] is None and required:
+        raise AssertionError(_NOTEBOOK["problem"] + " (this test reads the notebook you submit, with its saved "
+                              "outputs)")
+    return _NOTEBOOK["node"]
+
+
+def _parse_notebook(data: bytes | None, why: str):
+    import json
+
+    import nbformat
+
+    if data is None:
+        return None, why or NO_NOTEBOOK
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "your notebook could not be read: it is not UTF-8 text"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"your notebook could not be read: it is not valid JSON ({exc.msg}, line {exc.lineno})"
+    try:
+        nb = nbformat.reads(text, as_version=4)
+        if not isinstance(nb.get("cells"), list):
+            raise ValueError("it has no list of cells")
+    except Exception as exc:  # noqa: BLE001 - any notebook nbformat cannot read is the student's to fix
+        return None, f"your notebook could not be read: it is not a Jupyter notebook ({str(exc).splitlines()[0][:120]})"
+    return nb, ""
+
+
 def week_probes(tests_dir: Path) -> Path | None:
     """The week's probe code next to its hidden tests: ``probes/`` or ``probes.py``."""
     for candidate in (tests_dir / "probes", tests_dir / "probes.py"):

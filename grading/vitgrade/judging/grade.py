@@ -10,22 +10,27 @@ the summary and the exit status. The per-student JSON files and the gradebook
 (``gradebook.csv`` and ``gradebook.json``) are written once, from memory, after the last
 student's code has stopped, and read back to check they say what was decided.
 
-Notebooks are not graded here. When a submission folder holds the week's notebook (or a renamed
-one), it is checked like the nbgrader path checks it (:func:`vitgrade.autograde.repair.inspect_submission`)
-before any student code runs, and what was found is reported (the ``notebook`` column and JSON key,
-one ``notebook`` line per finding in the summary); it never changes a score or the exit status.
+When a submission folder holds the week's notebook (or a renamed one), it is checked like the
+nbgrader path checks it (:func:`vitgrade.autograde.repair.inspect_submission`) before any student
+code runs, and what was found is reported (the ``notebook`` column and JSON key, one ``notebook``
+line per finding in the summary); its structure never changes a score or the exit status. A week
+whose tasks are graded from the report the notebook shows (:attr:`vitgrade.weeks.Week.notebook_tasks`)
+also takes the notebook's bytes into the snapshot (:func:`submitted_notebook`), for those tasks'
+hidden tests, which read its saved outputs in the judge.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vitgrade import weeks
+from vitgrade import settings, weeks
 from vitgrade.confine import isolate, scratch
 from vitgrade.confine import zygote as zygote_mod
 from vitgrade.judging import integrity, judge
@@ -66,9 +71,38 @@ class Run:
         return not self.failed and not self.tampering and not self.gradebook_problems and not self.leftovers
 
 
-def snapshot(path: Path) -> integrity.Snapshot:
-    """The submission's package as it is now, before any student code runs."""
-    return integrity.Snapshot.take(submission_root(path) / weeks.PACKAGE, path)
+def snapshot(path: Path, week: int | None = None) -> integrity.Snapshot:
+    """The submission's package as it is now, before any student code runs; for a week that grades its
+    notebook (:attr:`vitgrade.weeks.Week.notebook_tasks`), with the notebook (:func:`submitted_notebook`)."""
+    snap = integrity.Snapshot.take(submission_root(path) / weeks.PACKAGE, path)
+    if week is not None and weeks.get(week).notebook_tasks:
+        snap.notebook, snap.notebook_why = submitted_notebook(weeks.get(week), Path(path))
+    return snap
+
+
+def submitted_notebook(week: weeks.Week, folder: Path) -> tuple[bytes | None, str]:
+    """The bytes of the submission's notebook as submitted (found as the notebook report finds it, renamed
+    included), or None and why: there is none, it is a link or not a file, it is larger than
+    ``VITGRADE_NOTEBOOK_MB``. Opened without following a link or blocking on a FIFO."""
+    from vitgrade.autograde import repair
+
+    path = repair.find_notebook(week, folder)
+    if path is None:
+        return None, f"no notebook {week.notebook_name} in your submission"
+    name = os.path.relpath(path, folder)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        what = "a link, not a file" if exc.errno == errno.ELOOP else f"unreadable ({exc.strerror})"
+        return None, f"your notebook {name} is {what}; it was not read"
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"your notebook {name} is not a regular file; it was not read"
+        if info.st_size > repair.limit_bytes():
+            return None, (f"your notebook {name} is {info.st_size / 2**20:.0f} MB (the limit is "
+                          f"{settings.notebook_mb():g} MB); it was not read")
+        return fh.read(repair.limit_bytes()), ""
 
 
 def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1,
@@ -82,7 +116,7 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
         raise SystemExit("two submissions have the same folder name; rename one")
-    snapshots = {p.name: snapshot(p) for p in paths}
+    snapshots = {p.name: snapshot(p, week) for p in paths}
     notebooks = notebook_reports(week, paths)
     hidden = weeks.get(week).suite_dir("hidden")
     guarded = list(paths) + [hidden, weeks.SOLUTION_PACKAGE] + list(protect)

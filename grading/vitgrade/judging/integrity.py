@@ -78,10 +78,14 @@ def tree_digest(hashes: dict[str, str]) -> str:
 
 @dataclass
 class Snapshot:
-    """A package folder's regular files, in memory."""
+    """A package folder's regular files, in memory; for a week that grades its notebook
+    (:attr:`vitgrade.weeks.Week.notebook_tasks`), the notebook submitted with it, as submitted
+    (saved outputs included), or why there is none (``notebook_why``, one line for the student)."""
 
     origin: str
     files: dict[str, bytes] = field(default_factory=dict)
+    notebook: bytes | None = None
+    notebook_why: str = ""
 
     @classmethod
     def take(cls, package_dir: Path, origin: str | Path | None = None) -> Snapshot:

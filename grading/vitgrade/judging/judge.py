@@ -49,6 +49,7 @@ def run_in_process(week: int, root: Path, suite: str, tests_dir: Path | None = N
         # Static checks read the sources as submitted, before any student code ran.
         sources = integrity.Snapshot.take(root / weeks.PACKAGE).files
         api.keep_sources(sources)
+        api.keep_notebook(root / NOTEBOOK, root / NOTEBOOK_WHY)
         refused = imports.refused_tasks(info, sources)
         probes = api.week_probes(tests_dir)
         factory = lambda: api.Student(Sandbox(root, info.import_names, probes=probes, week=info))
@@ -112,12 +113,18 @@ def _ordinary_oom_score() -> None:
 
 
 # ------------------------------------------------------------------------- in the grader process
+# Beside the package in the working copy: the submitted notebook (or why there is none), for the judge
+# only. The sandbox copies only the package into the student's view, and the files are the grader's (0600).
+NOTEBOOK, NOTEBOOK_WHY = "submitted.ipynb", "submitted.ipynb.why"
+
+
 def working_copy(week: int, root: Path | integrity.Snapshot, dest: Path) -> Path:
     """Copy the submission's package to ``dest`` and overlay earlier weeks' reference modules.
 
     ``root`` is a submission folder, or a :class:`vitgrade.judging.integrity.Snapshot` of its
     package taken before any student code ran. Only folders and regular files are copied (a
-    symlink could point at the hidden tests).
+    symlink could point at the hidden tests). A snapshot's notebook (or why it has none) goes
+    beside the package (:data:`NOTEBOOK`), for :func:`vitgrade.hidden.submitted_notebook`.
 
     The student's code runs on this copy, never on the submitted files. A week that builds on
     earlier ones is graded with the reference versions of their modules
@@ -126,6 +133,10 @@ def working_copy(week: int, root: Path | integrity.Snapshot, dest: Path) -> Path
     package = dest / weeks.PACKAGE
     if isinstance(root, integrity.Snapshot):
         root.write(package)
+        for name, data in ((NOTEBOOK, root.notebook), (NOTEBOOK_WHY, root.notebook_why.encode() or None)):
+            if data is not None:
+                (dest / name).write_bytes(data)
+                os.chmod(dest / name, 0o600)
     else:
         copy_tree(Path(root) / weeks.PACKAGE, package)
     for name in weeks.SHARED_MODULES + weeks.get(week).support_modules:
@@ -137,10 +148,12 @@ ENTRY = f"{__name__}:main"  # what a judge the zygote forks runs
 
 
 def new_zygote(week: int) -> zygote_mod.Zygote:
-    """The zygote for a batch of one week: judges with the judge and the week's references loaded,
-    workers with only the packages the week allows in the student's process."""
+    """The zygote for a batch of one week: judges with the judge and the week's references loaded (and
+    nbformat, for a week whose hidden tests read the submitted notebook), workers with only the packages
+    the week allows in the student's process."""
     info = weeks.get(week)
-    return zygote_mod.Zygote(preload=(__name__, *info.references), worker_preload=info.worker_packages)
+    readers = ("nbformat",) if info.notebook_tasks else ()
+    return zygote_mod.Zygote(preload=(__name__, *info.references, *readers), worker_preload=info.worker_packages)
 
 
 @contextmanager
