@@ -14,6 +14,13 @@ solution module, so no mutant is a hand-kept copy of the solution::
 Lines starting with ``#`` before the first block describe the bug. Every ``solution`` block
 must occur exactly once in the named module, so a mutant that no longer applies (because the
 solution changed) fails ``vitgrade verify`` instead of silently testing nothing.
+
+A week that grades its notebook (``Week.notebook_tasks``) also keeps ``*.notebook`` mutants: a
+realistic mistake in the report, as an edit (:mod:`vitgrade.selfcheck.nbedits`) of the executed
+reference notebook, graded with the reference package::
+
+    # The head ranking shown as its first ten rows.
+    # edit: truncate_table head_ranking 10
 """
 
 from __future__ import annotations
@@ -73,3 +80,32 @@ def parse(path: Path) -> Mutant:
 
 def load(week: int) -> list[Mutant]:
     return [parse(p) for p in sorted(weeks.get(week).mutants_dir.glob("*.mutant"))]
+
+
+@dataclass
+class NotebookMutant:
+    """A mistake in the report: ``operation args`` of :mod:`vitgrade.selfcheck.nbedits` on the executed
+    reference notebook (an edit that does not apply raises, so ``vitgrade verify`` reports it)."""
+
+    name: str
+    description: str
+    operation: str
+    args: list[str]
+
+    def apply(self, notebook: Path) -> None:
+        from vitgrade.selfcheck import nbedits
+
+        nbedits.apply(notebook, self.operation, self.args)
+
+
+def parse_notebook(path: Path) -> NotebookMutant:
+    lines = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    edits = [line.split(":", 1)[1].split() for line in lines if line.lstrip("# ").startswith("edit:")]
+    if len(edits) != 1 or not edits[0]:
+        raise ValueError(f"{path}: a notebook mutant needs one '# edit: OPERATION ARGS' line")
+    description = " ".join(line.lstrip("# ").strip() for line in lines if not line.lstrip("# ").startswith("edit:"))
+    return NotebookMutant(path.stem, description, edits[0][0], edits[0][1:])
+
+
+def load_notebooks(week: int) -> list[NotebookMutant]:
+    return [parse_notebook(p) for p in sorted(weeks.get(week).mutants_dir.glob("*.notebook"))]

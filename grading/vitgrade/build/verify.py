@@ -3,6 +3,12 @@
 Per week: the reference solution passes every public and hidden test; the generated stub
 fails every one of them; every mutant in the zoo fails at least one hidden test. Plus: every
 generated file is in sync with its source. One summary line per week.
+
+A week that grades its notebook (``Week.notebook_tasks``) is graded the way a submission is: the
+reference package with the reference notebook executed here (at ``VIT_SCALE``; an error in it is a
+problem), the stub with the untouched student notebook (no outputs), each package mutant with the
+executed reference notebook, and each ``*.notebook`` mutant (a mistake in the report) with the
+reference package.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+
 from vitgrade import weeks
-from vitgrade.build import generate, mutants, submissions
-from vitgrade.judging import judge
+from vitgrade.build import generate, mutants, notebooks, submissions
+from vitgrade.judging import integrity, judge
 from vitgrade.judging.results import SuiteResult
 
 
@@ -27,6 +35,7 @@ class WeekReport:
     mutants_missed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     hidden_seconds: float = 0.0
+    notebook_seconds: float = 0.0  # the reference notebook's run, for a week that grades its notebook
 
     @property
     def ok(self) -> bool:
@@ -39,9 +48,10 @@ class WeekReport:
         stub = ", ".join(f"{s} {f}/{t}" for s, (f, t) in self.stub.items())
         n = len(self.mutants_caught) + len(self.mutants_missed)
         status = "OK  " if self.ok else "FAIL"
+        notebook = f" | reference notebook {self.notebook_seconds:.0f} s" if self.notebook_seconds else ""
         return (f"{status} week {self.week:02d}: solution passes {sol} | stub fails {stub} | "
                 f"mutants caught {len(self.mutants_caught)}/{n} | hidden suite "
-                f"{self.hidden_seconds:.1f} s")
+                f"{self.hidden_seconds:.1f} s{notebook}")
 
 
 def _count(result: SuiteResult, outcome: str) -> tuple[int, int]:
@@ -58,7 +68,24 @@ def verify_week(number: int, jobs: int = 2, zygote: str | None = None) -> WeekRe
             ("stub", "hidden"): weeks.STUDENT_PACKAGE.parent, ("stub", "public"): weeks.STUDENT_PACKAGE.parent}
     with tempfile.TemporaryDirectory(prefix="vitgrade-mutants-") as tmp, judge.zygote_for(number, zygote) as address, \
             ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {key: pool.submit(judge.run, number, root, key[1], zygote=address) for key, root in runs.items()}
+        executed = pool.submit(_reference_notebook, number, report) if week.notebook_tasks else None
+
+        def graded(root: Path, notebook: bytes | None = None, origin: Path | None = None) -> Path | integrity.Snapshot:
+            """What the hidden suite grades: the folder, or for a week that grades its notebook, a snapshot of
+            its package with ``notebook`` (default: the executed reference notebook)."""
+            if executed is None:
+                return root
+            snap = integrity.Snapshot.take(Path(root) / weeks.PACKAGE, origin or root)
+            snap.notebook = notebook if notebook is not None else executed.result()
+            return snap
+
+        if executed is not None:  # the stub with the untouched student notebook; the reference waits for its own
+            runs[("stub", "hidden")] = graded(runs[("stub", "hidden")], week.student_notebook.read_bytes())
+            runs[("solution", "hidden")] = runs.pop(("solution", "hidden"))  # submitted last
+        futures = {}
+        for key, root in runs.items():
+            root = graded(root) if key == ("solution", "hidden") else root
+            futures[key] = pool.submit(judge.run, number, root, key[1], zygote=address)
         reference = futures[("solution", "hidden")].result()
         order = {t.nodeid: t.duration for t in reference.tests}
         mutant_futures = {}
@@ -69,8 +96,20 @@ def verify_week(number: int, jobs: int = 2, zygote: str | None = None) -> WeekRe
                 report.problems.append(str(exc))
                 report.mutants_missed.append(mutant.name)
                 continue
-            mutant_futures[mutant.name] = pool.submit(judge.run, number, root, "hidden", exitfirst=True,
+            mutant_futures[mutant.name] = pool.submit(judge.run, number, graded(root), "hidden", exitfirst=True,
                                                       order=order, zygote=address)
+        for mutant in mutants.load_notebooks(number):
+            try:
+                edited = Path(tmp) / f"{mutant.name}.ipynb"
+                edited.write_bytes(executed.result() if executed is not None else b"")
+                mutant.apply(edited)
+            except (ValueError, KeyError, StopIteration, OSError) as exc:
+                report.problems.append(f"notebook mutant {mutant.name} does not apply: {type(exc).__name__}: {exc}")
+                report.mutants_missed.append(mutant.name)
+                continue
+            root = graded(weeks.SOLUTIONS, edited.read_bytes(), edited.with_suffix(""))
+            mutant_futures[mutant.name] = pool.submit(judge.run, number, root, "hidden", exitfirst=True, order=order,
+                                                      zygote=address)
         for (who, suite), future in futures.items():
             result = future.result()
             if result.status != "ok":
@@ -96,6 +135,15 @@ def verify_week(number: int, jobs: int = 2, zygote: str | None = None) -> WeekRe
     if not week.modules:
         report.problems.append("week has no modules")
     return report
+
+
+def _reference_notebook(number: int, report: WeekReport) -> bytes:
+    """The week's reference notebook executed at ``VIT_SCALE`` (its excavations and other files go where its
+    own run puts them); an error in a cell is a problem of the week."""
+    nb, seconds, errors = notebooks.execute(number, timeout=900)
+    report.notebook_seconds = seconds
+    report.problems += [f"reference notebook: {error}" for error in errors]
+    return nbformat.writes(nb).encode()
 
 
 def verify(numbers: list[int], jobs: int = 2) -> tuple[bool, list[str]]:

@@ -193,10 +193,100 @@ def invalid_json(path: Path, args: list[str]) -> None:
     path.write_text(text[: len(text) // 2])
 
 
+# ---------------------------------------------------------------- a report's saved outputs
+# Mistakes in the report a week grades from its notebook (Week.notebook_tasks; the verify mutants
+# tests/mutants/<id>/*.notebook), applied to the executed reference notebook. Outputs are found by the
+# name the notebook's figure() and table() helpers put in their metadata: {"report": {"figure": NAME}}.
+
+
+def _named(nb: NotebookNode, kind: str, name: str) -> list[tuple[NotebookNode, NotebookNode]]:
+    """(cell, output) for every output that shows the figure or table ``name``; at least one."""
+    found = [(cell, out) for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+             if out.get("metadata", {}).get("report", {}).get(kind) == name]
+    if not found:
+        raise KeyError(f"the notebook shows no {kind} {name}")
+    return found
+
+
+def _table_lines(out: NotebookNode) -> list[str]:
+    return out.data["text/markdown"].splitlines()
+
+
+def _edit_rows(nb: NotebookNode, name: str, change: Callable[[list[str]], list[str]]) -> None:
+    """Apply ``change`` to the rows (the lines below the |---| line) of every output of table ``name``."""
+    for _, out in _named(nb, "table", name):
+        lines = _table_lines(out)
+        start = next(i for i, line in enumerate(lines) if line.startswith("|---")) + 1
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+        rows = change(lines[start:end])
+        if rows == lines[start:end]:
+            raise ValueError(f"the edit does not change table {name}")
+        out.data["text/markdown"] = "\n".join(lines[:start] + rows + lines[end:])
+
+
+@_cells_edit
+def drop_output(nb: NotebookNode, args: list[str]) -> None:
+    """``drop_output figure|table NAME``: the figure or table is not in the saved notebook (its line deleted, or
+    its cell never run after a restart)."""
+    for cell, out in _named(nb, args[0], args[1]):
+        cell.outputs.remove(out)
+
+
+@_cells_edit
+def truncate_table(nb: NotebookNode, args: list[str]) -> None:
+    """``truncate_table NAME ROWS``: only the table's first ROWS rows shown (``.head()``, or a slice of its lines)."""
+    _edit_rows(nb, args[0], lambda rows: rows[:int(args[1])])
+
+
+@_cells_edit
+def repeat_row(nb: NotebookNode, args: list[str]) -> None:
+    """``repeat_row NAME ROW``: the table's row ROW (1-based) listed again in place of the next one (a loop that
+    wrote one entry twice)."""
+    k = int(args[1]) - 1
+    _edit_rows(nb, args[0], lambda rows: rows[:k + 1] + [rows[k]] + rows[k + 2:])
+
+
+@_cells_edit
+def drop_row(nb: NotebookNode, args: list[str]) -> None:
+    """``drop_row NAME TEXT...``: the rows whose first cell is TEXT are not in the table (a group left out)."""
+    text = " ".join(args[1:])
+    _edit_rows(nb, args[0], lambda rows: [r for r in rows if r.strip("|").split("|")[0].strip() != text])
+
+
+@_cells_edit
+def as_text(nb: NotebookNode, args: list[str]) -> None:
+    """``as_text NAME``: the table printed as text (``print(open(...).read())``), not displayed as Markdown."""
+    for cell, out in _named(nb, "table", args[0]):
+        cell.outputs[cell.outputs.index(out)] = nbformat.v4.new_output(
+            "stream", name="stdout", text=out.data["text/markdown"] + "\n")
+
+
+@_cells_edit
+def strip_images(nb: NotebookNode, args: list[str]) -> None:
+    """``strip_images``: every picture taken out of the saved outputs, their text kept (a filter or tool that
+    drops images to make notebooks small)."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "image/png" in out.get("data", {}):
+                del out.data["image/png"]
+                out.metadata.pop("image/png", None)
+
+
+@_cells_edit
+def move_to_end(nb: NotebookNode, args: list[str]) -> None:
+    """``move_to_end figure|table NAME``: the output moved to the notebook's last code cell (an appendix)."""
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    for cell, out in _named(nb, args[0], args[1]):
+        cell.outputs.remove(out)
+        last.outputs.append(out)
+
+
 EDITS: dict[str, Edit] = {
     "delete": delete, "duplicate": duplicate, "split": split, "merge": merge, "markdown": markdown,
     "tamper": tamper, "kernel": kernel, "huge_output": huge_output, "rename": rename, "remove": remove,
     "invalid_json": invalid_json, "paste_copies": paste_copies,
+    "drop_output": drop_output, "truncate_table": truncate_table, "repeat_row": repeat_row, "drop_row": drop_row,
+    "as_text": as_text, "strip_images": strip_images, "move_to_end": move_to_end,
 }
 
 
