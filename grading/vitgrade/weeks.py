@@ -289,9 +289,11 @@ WEEKS: dict[int, Week] = {
         tasks=(
             Task("8.1", "The Carlini-Wagner L2 attack: tanh box, margin with confidence, Adam, a search over c"),
             Task("8.2", "Is the difference real? McNemar's test and Wilson intervals"),
+            Task("8.3", "The report's contents: every figure and table, every head ranked, three failure groups"),
         ),
         sample_mutant="cw_kappa_ignored",
         references=("torchattacks", "scipy"),
+        notebook_tasks=("8.3",),
     ),
 }
 

@@ -24,7 +24,11 @@
 #   ViT is more accurate" becomes a claim you can defend. Graded by the hidden tests.
 # * **The report** (sections 4 to 11): every section shows the excavation's evidence and ends in an
 #   answer cell that your instructor grades by hand (the points and what a full answer holds are above
-#   each cell). Section 12 checks that the run holds every figure and table the report needs.
+#   each cell).
+# * **Task 8.3, the report's contents** (section 12): graded by the hidden tests from the notebook you
+#   submit, **with its saved outputs**: every figure and table of sections 4-10 shown in its section, the
+#   head ranking with every head of the ViT once, the failure taxonomy with its three groups. Run the
+#   whole notebook, save it, and do not clear its outputs before you submit.
 # * **The project folder** `weeks/08_archaeology/`: `models/`, `analysis/`, `experiments/` (the run's
 #   settings as files) and a `README.md` to fill in (set-up, usage, results).
 #
@@ -42,7 +46,7 @@
 # the course repository uses its reference and says so (a student copy stops at your task's message).
 #
 # The checks printed here and the public tests (`vitgrade check 8`) are for feedback only; the hidden
-# tests decide the grade of Tasks 8.1 and 8.2.
+# tests decide the grade of Tasks 8.1 and 8.2 (from your package) and of Task 8.3 (from your notebook).
 
 # %%
 # %load_ext autoreload
@@ -267,13 +271,15 @@ def excavation() -> Path:
     return out
 
 
+# The report's figures and tables carry their names in the output's metadata: Task 8.3's tests find them
+# there, in the saved notebook.
 def table(name: str) -> None:
-    display(Markdown((excavation() / "tables" / f"{name}.md").read_text()))
+    display(Markdown((excavation() / "tables" / f"{name}.md").read_text()), metadata={"report": {"table": name}})
 
 
 def figure(name: str, part: int | None = None, width: int | None = None) -> None:
     file = f"{name}.png" if part is None else f"{name}_{part:02d}.png"
-    display(Image(filename=str(excavation() / "figures" / file), width=width))
+    display(Image(filename=str(excavation() / "figures" / file), width=width), metadata={"report": {"figure": name}})
 
 
 excavation()
@@ -305,13 +311,19 @@ table("accuracy")
 #
 # *Reading only.*
 #
-# The settings the run used (`experiments/shapes-smoke.toml` holds the same as a file), and the code
-# behind each piece:
+# The settings the run used (`experiments/shapes-smoke.toml` holds the same as a file), the ViT's
+# blocks and heads (section 6's head ranking must list each of them once), and the code behind each piece:
 
 # %%
 summary = json.loads((excavation() / "summary.json").read_text())
-print({k: v for k, v in summary["settings"].items() if k in ("dataset", "panels", "stats_images", "ablation_images",
-                                                              "attack_images", "cw_images", "epsilons", "pgd_steps")})
+vit_shape = summary["stages"]["attention"]["numbers"]
+settings_rows = {"scale": summary["scale"], "ViT blocks": vit_shape["blocks"], "ViT heads per block": vit_shape["heads"],
+                 **{k: v for k, v in summary["settings"].items() if k in (
+                     "dataset", "panels", "stats_images", "ablation_images", "attack_images", "cw_images", "pgd_steps")},
+                 "epsilons (x 255)": ", ".join(f"{e * 255:g}" for e in summary["settings"]["epsilons"])}
+display(Markdown("**The run's settings**\n\n| setting | value |\n|---|---|\n"
+                 + "\n".join(f"| {k} | {v} |" for k, v in settings_rows.items())),
+        metadata={"report": {"table": "settings"}})
 print("code:", summary["code"])
 for name, model_info in summary["models"].items():
     print(f"{name}: {model_info['note']}")
@@ -338,8 +350,8 @@ for name, model_info in summary["models"].items():
 # *Reading only.*
 #
 # Attention statistics by block (how far the CLS token and the patches look, how spread their attention
-# is), where the maps point on the scenes' objects, the significance of the accuracy difference, and the
-# ten most important heads (the full ranking, every head, is in `tables/head_ranking.csv`):
+# is), where the maps point on the scenes' objects, the significance of the accuracy difference, and
+# the ranking of every head by what ablating it costs (most important first; at FULL, 144 rows):
 
 # %%
 table("attention_by_layer")
@@ -347,8 +359,7 @@ figure("attention_by_layer")
 if (excavation() / "tables" / "explanations.md").is_file():
     table("explanations")
 table("significance")
-ranking = (excavation() / "tables" / "head_ranking.md").read_text().splitlines()
-display(Markdown("\n".join(ranking[:14])))
+table("head_ranking")
 
 # %% [markdown]
 # **Your answer (4 points).** What the numbers say: how attention distance and entropy change with depth
@@ -372,13 +383,14 @@ display(Markdown("\n".join(ranking[:14])))
 #
 # The CLS token's attention (mean over heads) from the first block to the last, for 20 test scenes;
 # then every head of every block on one scene, and the head specialisation matrix (each head's
-# statistics and importance side by side; `tables/head_specialisation.csv` has every head, with a
-# one-word pattern, the course's convention: the statistic that sets the head apart).
+# statistics and importance side by side, as a picture and as a table, with a one-word pattern, the
+# course's convention: the statistic that sets the head apart).
 
 # %%
 figure("attention_progression", width=560)
 figure("heads_gallery", width=520)
 figure("head_specialisation")
+table("head_specialisation")
 
 # %% [markdown]
 # **Your answer (3 points).** How global context emerges over the blocks in these pictures (at which
@@ -499,15 +511,42 @@ figure("failure_examples", width=520)
 # ### END SOLUTION
 
 # %% [markdown]
-# ## 12. Checklist
+# ## 12. Task 8.3: the report's contents
 #
 # *A second.*
 #
-# The run holds every figure and table this report shows, a head ranking with every head exactly once,
-# and a taxonomy with all three groups (`check_report`, what the command prints at its end):
+# **What is graded** (by the hidden tests, from the notebook you submit, with its saved outputs: nothing
+# in it runs again, and a notebook without outputs scores 0 here):
+#
+# * every **figure** shown in its section as an image: `attention_by_layer` (section 6);
+#   `attention_progression`, `heads_gallery`, `head_specialisation` (7); `comparisons` (8);
+#   `robustness_curves`, `adversarial_attention` (9); `failure_examples` (10);
+# * every **table** shown in its section as a Markdown table with at least one row: `accuracy` (4);
+#   `settings` (5); `attention_by_layer`, `significance`, `head_ranking` (6); `head_specialisation` (7);
+#   `robustness`, `adversarial_attention` (9); `taxonomy` (10);
+# * the **head ranking** lists every head of the ViT exactly once: blocks x heads, as section 5's settings
+#   table gives them (16 at SMOKE, 144 for ViT-B/16 at FULL);
+# * the **taxonomy** table has its three groups: only the ViT wrong, only the CNN wrong, both wrong (a group
+#   without images is still a row, with 0 images).
+#
+# What counts as shown: the output of `figure(name)` or `table(name)` (each names what it shows in the
+# output's metadata), in a code cell below the section's heading (`## N. Title`: keep the headings). So run
+# the notebook top to bottom, save it, and submit it without clearing its outputs.
+#
+# The cell below checks the run folder (`check_report`: the files the report reads, and the ranking and
+# the taxonomy in their CSV files; the command prints the same at its end). It is feedback for you: the
+# points come from the hidden tests, which read the notebook you submit.
 
 # %%
 problems = check_report(excavation())
-print("report check:", "complete" if not problems else problems)
+print("run folder check:", "complete" if not problems else problems)
 assert not problems, problems
 print(f"\nnotebook ran in {time.monotonic() - NOTEBOOK_START:.0f} s at {SCALE.value.upper()} scale")
+
+# %% nbgrader={"grade": true, "grade_id": "task_8_3", "locked": true, "schema_version": 3, "solution": false}
+# Autograder cell for Task 8.3: the hidden tests read the notebook you submitted (its saved outputs) here.
+### BEGIN HIDDEN TESTS
+from vitgrade.autograde.nbcell import grade_task  # noqa: E402
+
+grade_task("8.3")
+### END HIDDEN TESTS

@@ -5,7 +5,8 @@ asserts that ``check_report`` finds every figure and table). Here: what the comm
 resumes (a stage done with the same settings and code is skipped, ``--redo`` and a changed setting do it
 again), that FULL scale offline stops before any work and says why, that an opted-in Weights & Biases run
 writes its files into the run's folder and nothing into the temp folder, that the experiment files are the
-settings they claim to be, and that ``check_report`` notices what a run lacks.
+settings they claim to be, that ``check_report`` notices what a run lacks, and that two excavations into one
+folder take turns.
 """
 
 import csv
@@ -137,3 +138,29 @@ def test_check_report_names_what_a_run_lacks(tmp_path, monkeypatch):
     assert "figure robustness_curves is missing" in problems
     assert any("head ranking lists 4 heads (3 different); the ViT has 4" in p for p in problems), problems
     assert any("only the CNN wrong" in p for p in problems), problems
+
+
+def test_two_excavations_into_one_folder_take_turns(tmp_path, monkeypatch):
+    """The reference notebook runs its excavation in runs/shapes-smoke-reference both in its own test and
+    in `vitgrade verify 8` (which grades Task 8.3 on its outputs), perhaps at the same time: the second waits
+    for the first's lock on the folder, then resumes (every stage done before)."""
+    import threading
+
+    monkeypatch.syspath_prepend(str(weeks.SOLUTIONS))
+    from vitcourse.archaeology import one_at_a_time
+
+    said, order = [], []
+
+    def second():
+        with one_at_a_time(tmp_path, said.append):
+            order.append("second")
+
+    with one_at_a_time(tmp_path, said.append):
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive(), "the second excavation waits while the first holds the folder"
+        order.append("first")
+    thread.join(10)
+    assert order == ["first", "second"]
+    assert said == [f"Another excavation is writing {tmp_path}; waiting for it to finish, then resuming."]
