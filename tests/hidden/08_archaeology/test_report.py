@@ -84,10 +84,12 @@ def named(outputs: list, kind: str, name: str) -> list:
 def png_size(output) -> tuple[int, int] | None:
     """(width, height) of the output's PNG, None when it has none or it is not a PNG."""
     data = output.get("data", {}).get("image/png") if isinstance(output.get("data"), dict) else None
+    if isinstance(data, list):
+        data = "".join(data)
     if not isinstance(data, str):
         return None
     try:
-        raw = base64.b64decode(data[:64], validate=False)
+        raw = base64.b64decode("".join(data[:200].split())[:64])  # some writers wrap base64 lines
     except ValueError:
         return None
     if raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR":
