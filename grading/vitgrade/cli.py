@@ -91,6 +91,21 @@ def _quiet(number: int, root: Path) -> tuple[int, int]:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+
+    from vitgrade.confine import zygote as zygote_mod
+
+    start = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        own = None
+        if not os.environ.get(zygote_mod.ENV):  # the fork server first: it imports while this process prepares
+            with contextlib.suppress(OSError, RuntimeError):  # grade_many reports it then
+                own = stack.enter_context(zygote_mod.for_week(args.week, wait=False))
+        return _grade(args, own, start)
+
+
+def _grade(args: argparse.Namespace, zygote, start: float) -> int:
     from vitgrade.confine import isolate, scratch
     from vitgrade.judging import grade
 
@@ -99,8 +114,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if isolate.level() == "basic":
         print(isolate.BASIC_WARNING, flush=True)
     print(f"limits: {scratch.describe()}", flush=True)
-    start = time.monotonic()
-    run = grade.grade_many(args.week, paths, out, args.jobs)
+    run = grade.grade_many(args.week, paths, out, args.jobs, zygote=zygote)
     results = run.results
     for name, result in results.items():
         if len(results) == 1 or args.verbose:
