@@ -32,7 +32,8 @@ from pathlib import Path
 from vitgrade import settings
 from vitgrade.confine import isolate
 
-KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "MPLBACKEND", "NBGRADER_EXECUTION", "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
+KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "MPLBACKEND", "NBGRADER_EXECUTION", "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR",
+        "VIT_COURSE_RUNS")
 KEEP_PREFIXES = ("JPY_", "JUPYTER_", "PYDEVD_")
 INLINE = "module://matplotlib_inline.backend_inline"  # the backend ipykernel gives a kernel by default
 
