@@ -5,6 +5,7 @@
     python3 course.py lab          # JupyterLab, in the environment
     python3 course.py check N      # week N's public tests on your code, with hints (--task N.k)
     python3 course.py test N       # week N's public tests, plain pytest (extra arguments go to pytest)
+    python3 course.py demo [--port N]  # Week 8: the Attention Archaeology demo in your browser
     python3 course.py vitgrade ARGS...   # any vitgrade command inside the environment
 
 In the course repository (instructors) also:
@@ -34,7 +35,7 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".course-installed"
 # The student release has no solutions and no course tests: instructor commands explain themselves.
 REPOSITORY = (HERE / "solutions").is_dir() and (HERE / "tests" / "course").is_dir()
-COMMANDS = ("setup", "lab", "check", "test", "grade-demo", "vitgrade")
+COMMANDS = ("setup", "lab", "check", "test", "grade-demo", "demo", "vitgrade")
 
 
 def _fingerprint() -> str:
@@ -135,6 +136,8 @@ def main(argv: list[str]) -> int:
         return run(python, "-m", "pytest", "tests/public", *rest)
     if command == "grade-demo":
         return run(python, "-m", "vitgrade.cli", "nbgrader", "demo", *rest)
+    if command == "demo":
+        return run(python, "-m", "vitcourse.demo", *rest)
     return run(python, "-m", "vitgrade.cli", *rest)
 
 

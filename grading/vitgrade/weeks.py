@@ -276,6 +276,18 @@ WEEKS: dict[int, Week] = {
         allowed=("tqdm",),
         probe_packages=("timm",),
     ),
+    8: Week(
+        number=8,
+        slug="archaeology",
+        title="Attention Archaeology: the portfolio project, Carlini-Wagner and significance",
+        modules=("cw.py", "significance.py"),
+        tasks=(
+            Task("8.1", "The Carlini-Wagner L2 attack: tanh box, margin with confidence, Adam, a search over c"),
+            Task("8.2", "Is the difference real? McNemar's test and Wilson intervals"),
+        ),
+        sample_mutant="cw_kappa_ignored",
+        references=("torchattacks", "scipy"),
+    ),
 }
 
 

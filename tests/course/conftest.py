@@ -1,10 +1,16 @@
 """The repository's own tests: they check the course, not a student."""
 
 import os
+import sys
 import tempfile
 import time
 
 import pytest
+
+# timm imports wandb (when installed) for its optional experiment logging, and wandb makes two
+# folders in TMPDIR that last as long as the process: the session's own TMPDIR check would find them.
+# No course test uses wandb in the pytest process (Week 8's opted-in run is a subprocess of its own).
+sys.modules.setdefault("wandb", None)
 
 os.environ.setdefault("VIT_SCALE", "smoke")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -66,10 +66,17 @@ def test_student_notebooks_hide_solutions_and_hidden_tests():
         text = "\n".join(c.source for c in nb.cells)
         assert "### BEGIN SOLUTION" not in text and "### BEGIN HIDDEN TESTS" not in text
         assert "grade_task(" not in text, "the hidden-test call must not be in the student notebook"
-        graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        # Autograded cells are the tasks' (the hidden suite scores them); manual ones are answer cells.
+        graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
+                  and not c.metadata["nbgrader"].get("solution")]
         points = generate.task_points(week.number)
         assert {c.metadata["nbgrader"]["grade_id"] for c in graded} == {
             "task_" + t.replace(".", "_") for t in points}
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade") and meta.get("solution"):  # manual grading: an answer cell with points
+                assert not meta["grade_id"].startswith("task_") and meta.get("points", 0) > 0, meta
+                assert cell.cell_type == "markdown" and cell.source == "YOUR ANSWER HERE", meta["grade_id"]
         for cell in graded:
             task = cell.metadata["nbgrader"]["grade_id"].removeprefix("task_").replace("_", ".")
             assert cell.metadata["nbgrader"]["points"] == points[task]

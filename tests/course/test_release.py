@@ -53,7 +53,7 @@ def test_leak_check_catches_hidden_tests_and_mutants(tree, tmp_path):
 
 
 # ------------------------------------------------------------------ the release's own README
-INTERACTIVE = {"lab"}  # opens JupyterLab and waits: not run here
+INTERACTIVE = {"lab", "demo"}  # JupyterLab, the Week 8 demo: they wait, not run here (test_demo.py starts the demo)
 
 
 def readme_commands(text: str) -> list[str]:

@@ -28,7 +28,8 @@ TOOL_PACKAGES = ["student", "confine", "judging"]
 INCLUDE = ["requirements.txt", "environment.yml", "pyproject.toml", "course.py",
            ".gitignore", "src", "weeks", "tests/public", "data",
            *(f"{TOOL}/{m}" for m in TOOL_MODULES), *(f"{TOOL}/{p}" for p in TOOL_PACKAGES)]
-EXCLUDE_PATTERNS = ("__pycache__", "*.pyc", "*.egg-info", ".ipynb_checkpoints", "cache")
+# runs: the excavations Week 8's notebook and command write next to themselves (outputs, not course material)
+EXCLUDE_PATTERNS = ("__pycache__", "*.pyc", "*.egg-info", ".ipynb_checkpoints", "cache", "runs")
 MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)", re.MULTILINE)
 MIN_SIGNATURE = 24  # shorter lines (`return x`, `)`) are too common to mean anything
 

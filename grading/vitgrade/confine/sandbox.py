@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vitgrade import settings, weeks
-from vitgrade.confine import isolate
+from vitgrade.confine import isolate, view
 from vitgrade.confine import scratch as scratch_mod
 from vitgrade.confine import zygote as zygote_mod
 from vitgrade.student import wire
@@ -203,6 +203,7 @@ class Sandbox:
                   "probe_dir": str(self.probe_dir), "threads": self.threads, "cwd": str(self.workdir),
                   "policy": asdict(self.policy), "env": self._env(),
                   "imports": None if self.week is None else {"allowed": list(self.week.student_packages),
+                                                              "installed": list(view.installed_names()),
                                                               "rule": self.week.import_rule}}
         try:
             self._child = zygote_mod.spawn(self.zygote, "worker", params, [req_r, rep_w, log])

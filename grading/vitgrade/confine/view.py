@@ -104,7 +104,7 @@ def _package_paths(import_names: tuple[str, ...]) -> tuple[str, ...]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    providers = metadata.packages_distributions()
+    providers = _providers()
     wanted = [canonicalize_name(d) for name in import_names for d in providers.get(name, [])]
     missing = [name for name in import_names if name not in providers]
     if missing:
@@ -137,6 +137,32 @@ def _package_paths(import_names: tuple[str, ...]) -> tuple[str, ...]:
         if info is not None:
             paths.add(os.path.realpath(str(info)))
     return tuple(sorted(p for p in paths if os.path.lexists(p)))
+
+
+_INSTALLED: list[tuple[str, ...]] = []  # this process's answer (half a second)
+_PROVIDERS: list[dict[str, list[str]]] = []
+
+
+def _providers() -> dict[str, list[str]]:
+    """importlib.metadata.packages_distributions(), read once per process (it reads every installed
+    distribution's file list: half a second)."""
+    if not _PROVIDERS:
+        from importlib import metadata
+
+        _PROVIDERS.append(metadata.packages_distributions())
+    return _PROVIDERS[0]
+
+
+def installed_names() -> tuple[str, ...]:
+    """Every top-level name an installed distribution provides (timm, torch, yaml, ...)."""
+    if not _INSTALLED:
+        _INSTALLED.append(tuple(sorted(_providers())))
+    return _INSTALLED[0]
+
+
+def remember_installed_names(names: tuple[str, ...]) -> None:
+    """Take :func:`installed_names`'s answer from another process of the same installation."""
+    _INSTALLED[:] = [tuple(names)]
 
 
 def system_paths() -> list[str]:

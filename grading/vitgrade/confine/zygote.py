@@ -522,7 +522,8 @@ def _template(listener: socket.socket, load, inherited: list[int]) -> int:
 
 def _package_paths_later(names: list[str]) -> tuple[int, int]:
     """Fork a process that works out :func:`vitgrade.confine.view.package_paths` of ``names`` (what
-    every judge's sandbox exposes: half a second of reading package metadata) while the zygote
+    every judge's sandbox exposes) and :func:`vitgrade.confine.view.installed_names` (what the import
+    rule knows is installed), half a second each of reading package metadata, while the zygote
     imports torch; return its pid and the read end of the pipe its JSON answer comes on."""
     paths_r, paths_w = os.pipe()
     pid = os.fork()
@@ -533,8 +534,8 @@ def _package_paths_later(names: list[str]) -> tuple[int, int]:
             from vitgrade.confine import view
 
             with os.fdopen(paths_w, "wb") as answer:
-                if names:
-                    answer.write(json.dumps(view.package_paths(tuple(names))).encode())
+                answer.write(json.dumps({"paths": view.package_paths(tuple(names)),
+                                         "installed": view.installed_names()}).encode())
             code = 0
         except BaseException:  # noqa: BLE001 - the zygote works it out itself then
             import traceback
@@ -619,13 +620,16 @@ def serve(address: str, ready_fd: int, worker_preload: list[str], preload: list[
     _load(["pytest", *preload])
     from vitgrade.confine import view
 
-    with os.fdopen(paths_r, "rb") as answer:  # forked judges inherit it (half a second each otherwise)
+    with os.fdopen(paths_r, "rb") as answer:  # forked judges inherit it (a second each otherwise)
         data = answer.read()
     os.waitpid(helper, 0)
     if data:
-        view.remember_package_paths(tuple(worker_preload), tuple(json.loads(data)))
-    elif worker_preload:  # the helper failed (its traceback is in the log): here, then
+        answer = json.loads(data)
+        view.remember_package_paths(tuple(worker_preload), tuple(answer["paths"]))
+        view.remember_installed_names(tuple(answer["installed"]))
+    else:  # the helper failed (its traceback is in the log): here, then
         view.package_paths(tuple(worker_preload))
+        view.installed_names()
     _serve(listeners["judge"], ready_fd, templates)
 
 

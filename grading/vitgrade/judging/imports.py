@@ -6,8 +6,9 @@ hidden tests compare with (timm for Swin's windows, pytorch-grad-cam for Grad-CA
 PGD) are not among them: a submission that calls the reference would pass every parity test
 without doing the exercise. The student's process cannot import them (they are not in its file
 view, see :func:`vitgrade.confine.view.package_paths`), and this module decides the grade the same
-way wherever the process runs: every task whose code imports a package outside the rule scores 0
-for that task, with a message naming the package, the line and the rule.
+way wherever the process runs: every task whose code imports an installed package outside the rule
+scores 0 for that task, with a message naming the package, the line and the rule. (A name nothing
+provides is left to the import itself: "No module named ...", the message a typo deserves.)
 
 Which task a line belongs to comes from the reference solution's markers
 (``### BEGIN SOLUTION [Week 4 · Task 4.1]`` inside ``window_partition``): an import inside a function
@@ -18,6 +19,7 @@ helper module the student added and imports, costs every task of the module.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import sys
 
@@ -97,6 +99,13 @@ def refused_tasks(week: weeks.Week, sources: dict[str, bytes]) -> dict[str, str]
     grader replaces with its own copies (shared modules, earlier weeks' exercises) are not checked.
     """
     allowed = set(week.student_packages) | set(sys.stdlib_module_names) | {weeks.PACKAGE, "__future__"}
+
+    def installed(top: str) -> bool:  # a name nothing provides fails at import time, with its own message
+        try:
+            return importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):
+            return False
+
     replaced = set(weeks.SHARED_MODULES) | set(week.support_modules)
     trees: dict[str, ast.Module] = {}
     for rel, data in sources.items():
@@ -105,7 +114,7 @@ def refused_tasks(week: weeks.Week, sources: dict[str, bytes]) -> dict[str, str]
                 trees[rel] = ast.parse(data.decode("utf-8", "replace"))
             except SyntaxError:
                 continue  # it fails to import, and every test says so
-    broken = {rel: [(top, line) for top, line in _imported(tree) if top not in allowed]
+    broken = {rel: [(top, line) for top, line in _imported(tree) if top not in allowed and installed(top)]
               for rel, tree in trees.items()}
     refused: dict[str, str] = {}
 

@@ -161,6 +161,9 @@ def judge_env(address: str) -> dict[str, str]:
     env = zygote_mod.clean_env(settings.threads())
     env.update({k: os.environ[k] for k in settings.NAMES if k in os.environ})
     env[zygote_mod.ENV] = address
+    # torch's compile cache, should a reference library reach it: in the zygote's folder (removed with
+    # the batch), not in TMPDIR, where the default would leave a torchinductor_<user> folder behind.
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(address, "torchinductor")
     return env
 
 

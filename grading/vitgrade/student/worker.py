@@ -88,10 +88,12 @@ class ImportRule(importlib.abc.MetaPathFinder):
     the judge checks the submitted sources for the same rule (:mod:`vitgrade.judging.imports`).
     Imports that a library makes for itself (torch loading its own dependencies) are left alone."""
 
-    def __init__(self, allowed: list[str], rule: str, root: str) -> None:
+    def __init__(self, allowed: list[str], rule: str, root: str, installed: list[str] | None = None) -> None:
         self.allowed = set(allowed) | set(sys.stdlib_module_names) | {PACKAGE}
         self.rule = rule
         self.root = root
+        # A name nothing installed provides is a typo or a missing file: "No module named ..." says it.
+        self.installed = None if installed is None else set(installed)
 
     def _asked_by_student(self) -> bool:
         frame = sys._getframe(2)
@@ -107,7 +109,8 @@ class ImportRule(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname: str, path=None, target=None):  # noqa: ANN001 - importlib's signature
         top = fullname.partition(".")[0]
-        if top in self.allowed or not self._asked_by_student():
+        if top in self.allowed or (self.installed is not None and top not in self.installed) \
+                or not self._asked_by_student():
             return None  # the ordinary finders decide
         raise ModuleNotFoundError(f"'{top}' may not be imported here: {self.rule}", name=fullname)
 
@@ -128,7 +131,7 @@ def serve(root: str, req_fd: int, rep_fd: int, inbox: str, channel: str, probe_d
 
     probes = load_probes(probe_dir)
     if imports is not None:
-        sys.meta_path.insert(0, ImportRule(imports["allowed"], imports["rule"], root))
+        sys.meta_path.insert(0, ImportRule(imports["allowed"], imports["rule"], root, imports.get("installed")))
     sys.path.insert(0, root)  # the student's package: importable only from here on
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
