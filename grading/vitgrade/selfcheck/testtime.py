@@ -29,15 +29,17 @@ PARTS = {
     "limits, sandbox, kernels, temp folder": ("test_limits", "test_sandbox", "test_tempdir", "test_warm_kernel"),
     "determinism": ("test_determinism",),
     "README and release commands": ("test_readme_commands", "test_release", "test_check"),
-    "generated files, text, lint": ("test_generated", "test_text_matches_package", "test_lint", "test_import_rule",
-                                    "test_ci"),
+    "generated files, text, lint, import rule": ("test_generated", "test_text_matches_package", "test_lint",
+                                                 "test_import_rule", "test_ci"),
+    "course package (data, checks, profiling)": ("test_data", "test_notebook_helpers", "test_profiling"),
 }
 # Tests parametrized by week number: module -> column of the week table.
 PER_WEEK = {"test_verify": "verify", "test_notebooks": "reference notebook",
             "test_student_notebooks": "student notebook"}
 # A week's own test modules.
 WEEK_MODULES = {"test_week3_notebook": 3, "test_course_runs": 3, "test_train_command": 3, "test_week7_models": 7,
-                "test_shapes_models": 6, "test_profiling": 4, "test_data": 5, "test_notebook_helpers": 3}
+                "test_shapes_models": 6,  # the shape scenes and models of Weeks 6-8
+                "test_archaeology": 8, "test_demo": 8}
 WEEK_PARAM = re.compile(r"\[(?:week)?(\d+)\]$")
 
 
