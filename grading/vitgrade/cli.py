@@ -10,6 +10,8 @@
     vitgrade zoo [--week N] [--path vitgrade|nbgrader|both] [NAME...]   # grade the broken/hostile zoo
     vitgrade zoo --bystanders [--per-batch K] [NAME...]   # harmful entries next to two references
     vitgrade bench [--week N] [--n 100] [--jobs 2] [--path ...]         # throughput of both paths
+    vitgrade bench one [WEEK...]          # one submission per week, as typed; with the machine's load
+    vitgrade bench tests --report R.xml   # the test command's time per week and per machinery part
     vitgrade notebooks [WEEK...] [--out DIR]   # run the reference notebooks at VIT_SCALE
 
 A week is its number or its id (2 or 02_vit). Where --week is optional it defaults to the first
@@ -91,6 +93,21 @@ def _quiet(number: int, root: Path) -> tuple[int, int]:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+
+    from vitgrade.confine import zygote as zygote_mod
+
+    start = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        own = None
+        if not os.environ.get(zygote_mod.ENV):  # the fork server first: it imports while this process prepares
+            with contextlib.suppress(OSError, RuntimeError):  # grade_many reports it then
+                own = stack.enter_context(zygote_mod.for_week(args.week, wait=False))
+        return _grade(args, own, start)
+
+
+def _grade(args: argparse.Namespace, zygote, start: float) -> int:
     from vitgrade.confine import isolate, scratch
     from vitgrade.judging import grade
 
@@ -99,8 +116,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if isolate.level() == "basic":
         print(isolate.BASIC_WARNING, flush=True)
     print(f"limits: {scratch.describe()}", flush=True)
-    start = time.monotonic()
-    run = grade.grade_many(args.week, paths, out, args.jobs)
+    run = grade.grade_many(args.week, paths, out, args.jobs, zygote=zygote)
     results = run.results
     for name, result in results.items():
         if len(results) == 1 or args.verbose:
@@ -244,19 +260,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     bench = instructor("selfcheck.bench")
+    if args.what == "one":
+        results = [bench.one_submission(number, args.repeat) for number in (args.weeks or sorted(weeks.WEEKS))]
+        for result in results:
+            print(bench.describe_one(result), flush=True)
+        out = Path(args.out).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench-one.json").write_text(json.dumps(results, indent=1))
+        print(f"details: {out / 'bench-one.json'}")
+        return 0 if all(r["ok"] for r in results) else 1
+    if args.what == "tests":
+        testtime = instructor("selfcheck.testtime")
+        if not args.report:
+            raise SystemExit("bench tests --report R.xml: the JUnit report of "
+                             "`python3 course.py test --junitxml=R.xml`")
+        lines, _ = testtime.table(Path(args.report), args.workers, args.wall)
+        print("\n".join(lines))
+        return 0
     paths = ("vitgrade", "nbgrader") if args.path == "both" else (args.path,)
-    results = bench.run(args.week, args.n, args.jobs, Path(args.out), paths)
+    results = bench.run(args.week, args.n, args.jobs, Path(args.out), paths, answered=not args.release_notebook)
     for r in results:
         if r["path"] == "agreement":
             print(f"both paths agree on every student's points: {not r['disagree']} {r['disagree'][:5]}")
             continue
-        print(f"{r['path']:<9} {r['n']} submissions, --jobs {r['jobs']}: {r['seconds']:.0f} s = "
-              f"{r['per_minute']:.1f} submissions/minute; clean: {r['ok']}; "
+        mode = f" (notebooks: VITGRADE_EXECUTE={r['execute']}, warm kernels {r['warm_kernels']})" \
+            if r["path"] == "nbgrader" else ""
+        meter = r["meter"]
+        print(f"{r['path']:<9} week {r['week']}, {r['n']} submissions, --jobs {r['jobs']}{mode}: "
+              f"{r['seconds']:.0f} s = {r['per_minute']:.1f} submissions/minute; {meter['cpu_s']:.0f} s CPU "
+              f"({r['cpu_per_student']:.1f} per "
+              f"student); load {meter['load_before']:.2f} before, {meter['load_mean']:.2f} during: "
+              f"{'UNDER LOAD' if meter['under_load'] else 'quiet'}; clean: {r['ok']}; "
               f"points as expected: {r['n'] - len(r['unexpected'])}/{r['n']}")
         for line in r["unexpected"]:
             print(f"  UNEXPECTED {line}")
     print(f"details: {Path(args.out).resolve()}/bench-*.json")
-    print(json.dumps([{k: v for k, v in r.items() if k != "points"} for r in results])[:2000])
+    print(json.dumps([{k: v for k, v in r.items() if k not in ("points", "meter")} for r in results])[:2000])
     bad = any(r.get("unexpected") or r.get("disagree") or r.get("ok") is False for r in results)
     return 1 if bad else 0
 
@@ -324,11 +363,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="bystander mode: harmful entries per batch (0: all in one batch)")
     p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("bench", help="generate N submissions and measure both grading paths")
-    p.add_argument("--week", type=week_number, default=first)
-    p.add_argument("--n", type=int, default=100)
+    p = sub.add_parser("bench", help="measure grading: N generated submissions through both paths (batch), one "
+                                      "submission per week (one), the test command's time table (tests)")
+    p.add_argument("what", nargs="?", choices=["batch", "one", "tests"], default="batch")
+    p.add_argument("weeks", nargs="*", type=week_number, help="one: these weeks (default: all)")
+    p.add_argument("--week", type=week_number, default=first, help="batch: the week")
+    p.add_argument("--n", type=int, default=100, help="batch: submissions")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--path", choices=["vitgrade", "nbgrader", "both"], default="both")
+    p.add_argument("--release-notebook", action="store_true",
+                   help="batch, nbgrader: every student submits the release notebook (its run stops at the first "
+                        "unanswered cell) instead of the answered one")
+    p.add_argument("--repeat", type=int, default=2, help="one: runs per week (the fastest is reported)")
+    p.add_argument("--report", help="tests: the JUnit XML of `python3 course.py test --junitxml=REPORT`")
+    p.add_argument("--workers", type=int, default=2, help="tests: pytest workers of that run")
+    p.add_argument("--wall", type=float, help="tests: that run's wall time in seconds, if known")
     p.add_argument("--out", default="build/bench")
     p.set_defaults(func=cmd_bench)
 

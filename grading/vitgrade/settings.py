@@ -26,6 +26,9 @@ VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebo
                                     kernel (nbgrader's behaviour); 'none' skips the kernel: the
                                     score is the same verdict, the autograded notebook keeps no
                                     outputs except the graded cells' (about 2x the throughput)
+VITGRADE_WARM_KERNELS      1        nbgrader: 1 forks each notebook's kernel from the batch's fork
+                                    server (ipykernel, torch and the notebook's imports loaded
+                                    once, vitgrade.confine.jail); 0 starts a fresh Python each
 VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
 VITGRADE_MIN_LONG_TIMEOUT  60       a test's own longer timeout (a training run) is never scaled
                                     below this by VITGRADE_TIME_SCALE < 1
@@ -49,6 +52,7 @@ import os
 # The settings a judge passes on (an allow-list: nothing else of the grader's environment).
 NAMES = ("VITGRADE_TIMEOUT", "VITGRADE_IMPORT_TIMEOUT", "VITGRADE_TIME_SCALE", "VITGRADE_BUDGET", "VITGRADE_THREADS",
          "VITGRADE_MEMORY_MB", "VITGRADE_CELL_TIMEOUT", "VITGRADE_NOTEBOOK_BUDGET", "VITGRADE_EXECUTE",
+         "VITGRADE_WARM_KERNELS",
          "VITGRADE_JUDGE_TIMEOUT", "VITGRADE_MIN_LONG_TIMEOUT", "VITGRADE_NOTEBOOK_MB", "VITGRADE_ISOLATION",
          "VITGRADE_GROUP_MEMORY_MB", "VITGRADE_PROCESSES", "VITGRADE_CPUS", "VITGRADE_DISK_MB", "VITGRADE_MESSAGE_MB",
          "VITGRADE_NOTEBOOK_CELLS", "VITGRADE_NOTEBOOK_SECONDS", "VITGRADE_LIMITS",
@@ -99,6 +103,10 @@ def execute_notebook() -> bool:
     if value not in ("all", "none"):
         raise ValueError(f"VITGRADE_EXECUTE must be 'all' or 'none', not {value!r}")
     return value == "all"
+
+
+def warm_kernels() -> bool:
+    return os.environ.get("VITGRADE_WARM_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def judge_timeout() -> float:

@@ -9,6 +9,7 @@ distillation, a speed benchmark, and fine-tuning a pretrained timm model on Food
     python -m vitcourse.train finetune --mode linear_probe       # pretrained ViT-B/16 on Food-101
     python -m vitcourse.train finetune --mode full
     python -m vitcourse.train fit digits-vit                      # SMOKE: the notebook's recipe, CPU
+    python -m vitcourse.train course-runs                         # the notebook's three SMOKE runs, as shipped
     python -m vitcourse.train fit shapes-vit --seed 0 --out runs/shapes-vit   # Week 6's shipped ViT (CPU, ~4 min)
     python -m vitcourse.train fit shapes-cnn                      # Week 6-7's CNN on the same scenes (CPU, ~20 s)
     python -m vitcourse.train fit shapes-cnn-matched --out runs/shapes-cnn-matched   # Week 7: the ViT's recipe
@@ -293,10 +294,21 @@ class FitResult:
     history: list[dict[str, float]]
     recipe: Recipe
     seconds: float  # wall time of the training epochs (evaluations included, start-up excluded)
-    cached: bool = False  # read back by fit_cached() from an earlier run of the same code, not trained now
+    cached: bool = False  # read back by fit_cached(), not trained now (see source)
     wall_seconds: float = float("nan")  # fit_cached(): the whole run's wall and CPU time, and torch's threads
     cpu_seconds: float = float("nan")
     threads: int = 0
+    # fit_cached(): "trained" now; "cache", an earlier run of exactly this code; "course", the course's own
+    # run of the recipe (COURSE_RUNS_ENV), made by the reference solution
+    source: str = "trained"
+
+    @property
+    def how(self) -> str:
+        """Where the run comes from, in words, to go before its wall and CPU time."""
+        return {"trained": "trained now in",
+                "cache": "read back from an earlier run of this exact code, which took",
+                "course": f"the course's own run read back ({COURSE_RUNS_ENV}: trained by the reference solution, "
+                          "not by your code), which took"}[self.source]
 
     @property
     def test_acc(self) -> float:
@@ -400,6 +412,13 @@ def fit(recipe: Recipe, data: Data | None = None, *, runtime: Runtime | None = N
 # ---------------------------------------------------------------------------- a run, trained once
 RUN_RECORD = "run.json"  # in a fit_cached() folder: what was trained, with which code, and what it gave
 _RUN_FILES = ("metrics.csv", "checkpoint.pt", "model.pt", RUN_RECORD)
+# The course's own SMOKE runs of the Week 3 recipes (model.pt, metrics.csv, run.json each), made by the reference
+# solution with `python -m vitcourse.train course-runs` and shipped, so that what runs the notebook on the reference
+# code (the course's CI, an instructor) reads them instead of training for two minutes: only when asked, with
+# VIT_COURSE_RUNS=1 (or the folder that holds them). A student's notebook trains their own code.
+SHIPPED_RUNS = Path(__file__).resolve().parents[2] / "data" / "runs"
+COURSE_RUNS_ENV = "VIT_COURSE_RUNS"
+COURSE_RECIPES = ("digits-cnn", "digits-vit", "digits-deit")  # the Week 3 notebook's runs; the deit's teacher: the cnn
 
 
 def _digest(*parts: Any) -> str:
@@ -431,6 +450,45 @@ def run_fingerprint(recipe: Recipe, data: Data, teacher: nn.Module | None = None
                    data.y_test, *teacher_state, *[name for name, _ in code], *[text for _, text in code])
 
 
+def run_config(recipe: Recipe, data: Data, teacher: nn.Module | None = None, seed: int = 0) -> str:
+    """What decides a ``fit`` but the code: the recipe, the seed, the data (every image and label) and the teacher's
+    weights. A course run (:func:`course_run`) is used only for a run whose ``run_config`` is its own."""
+    teacher_state = [] if teacher is None else [v for _, v in sorted(teacher.state_dict().items())]
+    return _digest(asdict(recipe), seed, data.source, data.x_train, data.y_train, data.x_test, data.y_test,
+                   *teacher_state)
+
+
+def course_runs_dir() -> Path | None:
+    """The folder of the course's own runs when ``$VIT_COURSE_RUNS`` asks for them ("1": the ones shipped in the
+    repository's ``data/runs/``; or a folder), else None."""
+    value = os.environ.get(COURSE_RUNS_ENV, "").strip()
+    if value.lower() in ("", "0", "false", "no", "off"):
+        return None
+    return SHIPPED_RUNS if value.lower() in ("1", "true", "yes", "on") else Path(value).expanduser()
+
+
+def course_run(recipe: Recipe, data: Data, *, teacher: nn.Module | None = None, seed: int = 0,
+               folder: Path | None = None) -> FitResult | None:
+    """The course's own run of exactly this recipe, seed, data and teacher from ``folder`` (default:
+    :func:`course_runs_dir`/<recipe>), or None when there is none (or it was made for another configuration)."""
+    base = course_runs_dir() if folder is None else folder.parent
+    if base is None:
+        return None
+    folder = folder or base / recipe.name
+    try:
+        record = json.loads((folder / RUN_RECORD).read_text())
+        if record.get("config") != run_config(recipe, data, teacher, seed):
+            return None
+        saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        model = recipe.build_model(len(data.classes))
+        model.load_state_dict(saved["state_dict"])
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None
+    return FitResult(model.eval(), record["history"], recipe, record["seconds"], cached=True,
+                     wall_seconds=record["wall_seconds"], cpu_seconds=record["cpu_seconds"], threads=record["threads"],
+                     source="course")
+
+
 def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.Module | None = None, seed: int = 0,
                progress: bool = True) -> FitResult:
     """``fit(recipe, data, ...)`` into ``out_dir``, or, when ``out_dir`` already holds a finished ``fit`` of
@@ -442,6 +500,10 @@ def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.M
     (``metrics.csv``, ``checkpoint.pt``, ``model.pt``, TensorBoard events, ``run.json``) only when it has
     finished: its curves are this run's only, and a run that fails (an unfinished task, an interruption)
     leaves the earlier run in place.
+
+    With ``$VIT_COURSE_RUNS`` set, a run the course ships for exactly this recipe, seed, data and teacher
+    (:func:`course_run`) is read instead of training, and its files are copied to ``out_dir``
+    (``result.source`` is "course"): the course's CI runs the reference notebook so.
     """
     import shutil
     import tempfile
@@ -456,20 +518,29 @@ def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.M
             model.load_state_dict(saved["state_dict"])
             return FitResult(model.eval(), record["history"], recipe, record["seconds"], cached=True,
                              wall_seconds=record["wall_seconds"], cpu_seconds=record["cpu_seconds"],
-                             threads=record["threads"])
+                             threads=record["threads"], source="cache")
     except (OSError, ValueError, KeyError, RuntimeError):
         pass  # nothing usable there: train
     out.parent.mkdir(parents=True, exist_ok=True)
+    course = course_run(recipe, data, teacher=teacher, seed=seed)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-training-", dir=out.parent))
     try:
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fit(recipe, data, teacher=teacher, out_dir=work, seed=seed, progress=progress)
-        result.wall_seconds, result.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
-        result.threads = torch.get_num_threads()
-        record = {"recipe": recipe.name, "fingerprint": fingerprint, "history": result.history,
-                  "seconds": result.seconds, "wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,
-                  "threads": result.threads, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-        (work / RUN_RECORD).write_text(json.dumps(record))
+        if course is not None:  # the course's run, copied as a finished training would leave it
+            for name in ("metrics.csv", "model.pt", RUN_RECORD):
+                shutil.copyfile(course_runs_dir() / recipe.name / name, work / name)
+            result = course
+        else:
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = fit(recipe, data, teacher=teacher, out_dir=work, seed=seed, progress=progress)
+            result.wall_seconds, result.cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+            result.threads = torch.get_num_threads()
+            record = {"recipe": recipe.name, "fingerprint": fingerprint,
+                      "config": run_config(recipe, data, teacher, seed), "recipe_fields": asdict(recipe),
+                      "seed": seed, "torch": str(torch.__version__),
+                      "history": result.history, "seconds": result.seconds, "wall_seconds": result.wall_seconds,
+                      "cpu_seconds": result.cpu_seconds, "threads": result.threads,
+                      "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+            (work / RUN_RECORD).write_text(json.dumps(record))
         out.mkdir(parents=True, exist_ok=True)
         for old in [*(out / name for name in _RUN_FILES), *out.glob("events.out.tfevents.*")]:
             old.unlink(missing_ok=True)
@@ -478,6 +549,25 @@ def fit_cached(recipe: Recipe, data: Data, out_dir: str | Path, *, teacher: nn.M
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def make_course_runs(out: Path = SHIPPED_RUNS, seed: int = 0) -> dict[str, FitResult]:
+    """Train the Week 3 notebook's three SMOKE runs (:data:`COURSE_RECIPES`: the CNN teacher, the ViT from scratch,
+    the ViT distilled from that teacher) with this package's code into ``out/<recipe>/`` and keep what the notebook
+    reads (``model.pt``, ``metrics.csv``, ``run.json``). Run it with the reference solution: see data/README.md."""
+    data = load_data("digits", seed=seed)
+    results: dict[str, FitResult] = {}
+    for name in COURSE_RECIPES:
+        folder = out / name
+        teacher = results["digits-cnn"].model if RECIPES[name].arch == "deit" else None
+        for old in folder.glob("*") if folder.is_dir() else ():
+            old.unlink()  # train, never read an earlier run back
+        results[name] = fit_cached(RECIPES[name], data, folder, teacher=teacher, seed=seed, progress=True)
+        for extra in [folder / "checkpoint.pt", *folder.glob("events.out.tfevents.*")]:
+            extra.unlink(missing_ok=True)  # the notebook reads model.pt, metrics.csv and run.json
+        print(json.dumps({"recipe": name, "test_acc": results[name].test_acc,
+                          "cpu_seconds": round(results[name].cpu_seconds, 1)}), flush=True)
+    return results
 
 
 def load_model(path: str | Path) -> nn.Module:
@@ -696,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_p = sub.choices["benchmark"]
     bench_p.add_argument("--steps", type=int, default=20, help="timed steps")
     bench_p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
+    runs_p = sub.add_parser("course-runs", help="the Week 3 notebook's SMOKE runs, as the course ships them")
+    runs_p.add_argument("--out", type=Path, default=SHIPPED_RUNS, help=f"default: {SHIPPED_RUNS}")
     ft = sub.add_parser("finetune")
     ft.add_argument("--mode", choices=["linear_probe", "full"], required=True)
     ft.add_argument("--model", default=FinetuneConfig.model, help="the timm model")
@@ -709,6 +801,10 @@ def main(argv: list[str] | None = None) -> int:
     ft.add_argument("--device", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
 
+    if args.command == "course-runs":
+        os.environ.pop(COURSE_RUNS_ENV, None)  # train them, never read them back
+        make_course_runs(args.out)
+        return 0
     if args.command == "finetune":
         config = FinetuneConfig(args.mode, args.model, args.library, args.hf_model)
         config = replace(config, **{k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),

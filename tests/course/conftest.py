@@ -11,6 +11,9 @@ import pytest
 # folders in TMPDIR that last as long as the process: the session's own TMPDIR check would find them.
 # No course test uses wandb in the pytest process (Week 8's opted-in run is a subprocess of its own).
 sys.modules.setdefault("wandb", None)
+# jsonschema (imported with nbformat) imports rfc3987_syntax when installed: 38 grammars compiled, 1.6 s of
+# CPU per pytest worker, for "iri" format checks nothing here runs (vitgrade.autograde.nbgrader_cli).
+sys.modules.setdefault("rfc3987_syntax", None)
 
 os.environ.setdefault("VIT_SCALE", "smoke")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -21,10 +24,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-# Under xdist (course.py test: --dist loadfile --no-loadscope-reorder) each module goes whole to
-# the next free worker, in this order: the longest first (the zoo, the notebooks, verify), then
-# the modules with a slow test, then the rest, so that no long module starts last.
+# Under xdist (course.py test: --dist loadfile --no-loadscope-reorder) each unit of work goes whole
+# to the next free worker, in this order: the longest first (the zoo, the notebooks, verify), then
+# the modules with a slow test, then the rest, so that no long unit starts last. A unit is a module,
+# except in PER_WEEK, whose tests are one per week and share nothing: each is a unit of its own
+# (pytest_xdist_make_scheduler), so eight weeks' notebooks and verifications spread over the workers
+# instead of filling one of them for ten minutes.
 LONGEST = ("test_zoo.py", "test_notebooks.py", "test_verify.py", "test_shapes_models.py", "test_week7_models.py")
+PER_WEEK = ("test_notebooks.py", "test_verify.py", "test_student_notebooks.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -35,6 +42,19 @@ def pytest_collection_modifyitems(items):
         return LONGEST.index(name) if name in LONGEST else len(LONGEST) + (name not in slow)
 
     items.sort(key=rank)  # stable: the order inside a rank is pytest's
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleOrWeek(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if os.path.basename(module) in PER_WEEK else module
+
+    return ModuleOrWeek(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

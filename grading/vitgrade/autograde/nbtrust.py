@@ -147,7 +147,11 @@ class TrustedExecute(Execute):
             trusted["kernel"] = f"not run: the grader could not prepare the kernel's folders ({exc})"
             self.log.error("%s: %s", info["student"], trusted["kernel"])
             return nb, resources
-        self._policy = isolate.new_policy(settings.memory_mb(), KERNEL_FSIZE, network=True)
+        # The instructor's read-only data (VIT_DATA_DIR: datasets, weights; VIT_COURSE_RUNS: the course's runs)
+        # is in the kernel's view when it is a folder; the kernel writes its own caches in its home.
+        shared = [os.environ[k] for k in ("VIT_DATA_DIR", "VIT_COURSE_RUNS")
+                  if os.path.isabs(os.environ.get(k, "")) and os.path.isdir(os.environ[k])]
+        self._policy = isolate.new_policy(settings.memory_mb(), KERNEL_FSIZE, network=True, read_only=shared)
         self._policy.cgroups = space.group.procs_files if space.group else []
         if space.group is None or "pids" not in space.group.folders:
             self._policy.processes = settings.processes()

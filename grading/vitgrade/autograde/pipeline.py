@@ -9,6 +9,7 @@ untouched release and a mutant, never kept as copies.
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from vitgrade import weeks
+from vitgrade import settings, weeks
 from vitgrade.autograde import nbtrust, repair
 from vitgrade.build import generate, mutants, submissions
 from vitgrade.confine import isolate, scratch
@@ -58,7 +59,7 @@ def nbgrader(*args: str, course: Path = COURSE, check: bool = False, env_extra: 
     env.pop("JUPYTER_PLATFORM_DIRS", None)
     env.pop("MPLBACKEND", None)  # let the kernel show figures inline
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+    proc = subprocess.run([sys.executable, "-m", "vitgrade.autograde.nbgrader_cli", *args], cwd=course, env=env,
                           capture_output=True, text=True, pass_fds=pass_fds, stdin=subprocess.DEVNULL)
     run = NbgraderRun(" ".join(["nbgrader", *args]), proc.returncode,
                       round(time.monotonic() - start, 1), proc.stdout + proc.stderr)
@@ -185,6 +186,35 @@ class AutogradeReport:
         return lines
 
 
+def notebook_imports(week: weeks.Week) -> tuple[str, ...]:
+    """The modules the week's notebook imports (``import a.b``, ``from a.b import c``: ``a.b``), read from
+    the notebook's source (the jupytext script, else the student notebook's code cells): what the zygote's
+    kernel template imports once for every kernel of the batch. Never the course package (``vitcourse``:
+    each student's own, imported by their kernel from their folder) or the grader's (``vitgrade``)."""
+    if week.notebook_source.exists():
+        sources = [week.notebook_source.read_text()]
+    else:
+        nb = nbformat.read(week.student_notebook, as_version=4)
+        sources = ["\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+                   for cell in nb.cells if cell.cell_type == "code"]
+    names: list[str] = []
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found = [node.module]
+            else:
+                continue
+            names += [n for n in found if n.split(".")[0] not in ("vitcourse", "vitgrade", "__future__")
+                      and n not in names]
+    return tuple(names)
+
+
 def _autograde_batch(assignment: str, students: list[str], digests: dict[str, str], course: Path, tests: str,
                      zygote: str, located: dict[str, repair.Located], batch: str = "") -> dict[str, NbgraderRun]:
     """One ``nbgrader autograde`` process for ``students`` (nbgrader walks them in turn; one that
@@ -289,7 +319,9 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
     located = _locate_notebooks(week, students, course)
     retried: dict[str, str] = {}
     try:
-        with scratch.Batch() as space, judge.new_zygote(number) as zygote, \
+        # Warm kernels (vitgrade.confine.jail): a kernel template in the zygote, when notebooks are re-run.
+        kernels = notebook_imports(week) if settings.execute_notebook() and settings.warm_kernels() else None
+        with scratch.Batch() as space, judge.new_zygote(number, kernels) as zygote, \
                 ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             def grade(group: list[str]) -> dict[str, NbgraderRun]:
                 zygote.ensure()

@@ -32,6 +32,12 @@ def execute(number: int, out_dir: Path | None = None, timeout: int = 3600, stude
             cell.source = generate.strip_regions(cell.source, generate.BEGIN_HIDDEN, generate.END_HIDDEN, None)
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), old]))
+    # The reference notebook reads the course's own runs of its trainings (Week 3: made by this same
+    # reference code, shipped in data/runs/, checked by tests/course/test_course_runs.py) instead of
+    # training them again; VIT_COURSE_RUNS=0 trains. The student notebook never reads them.
+    old_runs = os.environ.get("VIT_COURSE_RUNS")
+    if not student and old_runs is None:
+        os.environ["VIT_COURSE_RUNS"] = "1"
     old_backend = os.environ.pop("MPLBACKEND", None)  # Agg would swallow the kernel's figures
     start = time.monotonic()
     try:
@@ -40,6 +46,8 @@ def execute(number: int, out_dir: Path | None = None, timeout: int = 3600, stude
             resources={"metadata": {"path": str(week.folder)}},
         ).execute()
     finally:
+        if old_runs is None:
+            os.environ.pop("VIT_COURSE_RUNS", None)
         if old_backend is not None:
             os.environ["MPLBACKEND"] = old_backend
         if old is None:

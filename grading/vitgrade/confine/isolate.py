@@ -345,12 +345,14 @@ def _uid(proc: Path) -> int | None:
 def _matches(pid: str, policy: Policy, userns: str | None) -> bool:
     proc = Path("/proc") / pid
     try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+            return False  # already dead, waiting for its parent: nothing to kill (and nothing to wait for)
         if policy.uid is not None and _uid(proc) == policy.uid:
             return True
         if userns and os.readlink(proc / "ns" / "user") == userns:
             return True
         return f"{TOKEN_ENV}={policy.token}".encode() in (proc / "environ").read_bytes()
-    except OSError:
+    except (OSError, IndexError):
         return False
 
 

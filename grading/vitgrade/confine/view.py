@@ -25,7 +25,6 @@ and bubblewrap can only start a new program.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import platform
 import sys
@@ -79,18 +78,33 @@ def _site_folders() -> list[str]:
     return sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p) and "site-packages" in p})
 
 
-@functools.lru_cache(maxsize=16)
+_PACKAGE_PATHS: dict[tuple[str, ...], tuple[str, ...]] = {}  # this process's answers (half a second each)
+
+
+def remember_package_paths(import_names: tuple[str, ...], paths: tuple[str, ...]) -> None:
+    """Take :func:`package_paths`'s answer from another process of the same installation (the
+    zygote's worker template works it out while the zygote imports the judges' modules)."""
+    _PACKAGE_PATHS[tuple(import_names)] = tuple(paths)
+
+
 def package_paths(import_names: tuple[str, ...]) -> tuple[str, ...]:
     """The files and folders, directly inside a site-packages folder, of the distributions that
     provide ``import_names`` and of everything they require (extras excluded): an allow-list of
     installed packages. Anything else installed (timm, open_clip, pytorch_grad_cam, ...) is not
     in a view built from these paths."""
+    key = tuple(import_names)
+    if key not in _PACKAGE_PATHS:
+        _PACKAGE_PATHS[key] = _package_paths(key)
+    return _PACKAGE_PATHS[key]
+
+
+def _package_paths(import_names: tuple[str, ...]) -> tuple[str, ...]:
     from importlib import metadata
 
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    providers = metadata.packages_distributions()
+    providers = _providers()
     wanted = [canonicalize_name(d) for name in import_names for d in providers.get(name, [])]
     missing = [name for name in import_names if name not in providers]
     if missing:
@@ -125,12 +139,30 @@ def package_paths(import_names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if os.path.lexists(p)))
 
 
-@functools.lru_cache(maxsize=1)
+_INSTALLED: list[tuple[str, ...]] = []  # this process's answer (half a second)
+_PROVIDERS: list[dict[str, list[str]]] = []
+
+
+def _providers() -> dict[str, list[str]]:
+    """importlib.metadata.packages_distributions(), read once per process (it reads every installed
+    distribution's file list: half a second)."""
+    if not _PROVIDERS:
+        from importlib import metadata
+
+        _PROVIDERS.append(metadata.packages_distributions())
+    return _PROVIDERS[0]
+
+
 def installed_names() -> tuple[str, ...]:
     """Every top-level name an installed distribution provides (timm, torch, yaml, ...)."""
-    from importlib import metadata
+    if not _INSTALLED:
+        _INSTALLED.append(tuple(sorted(_providers())))
+    return _INSTALLED[0]
 
-    return tuple(sorted(metadata.packages_distributions()))
+
+def remember_installed_names(names: tuple[str, ...]) -> None:
+    """Take :func:`installed_names`'s answer from another process of the same installation."""
+    _INSTALLED[:] = [tuple(names)]
 
 
 def system_paths() -> list[str]:

@@ -21,6 +21,7 @@ hidden tests, which read its saved outputs in the judge.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -106,16 +107,40 @@ def submitted_notebook(week: weeks.Week, folder: Path) -> tuple[bytes | None, st
 
 
 def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1,
-               protect: list[Path] = ()) -> Run:
+               protect: list[Path] = (), zygote: zygote_mod.Zygote | None = None) -> Run:
     """Grade ``paths`` (see the module docstring). Each submission runs in its own scratch inside
     the batch's (:mod:`vitgrade.confine.scratch`: its own disk quota and control group), removed
     after its judge whatever happened; a submission the grader could not grade (its own files, a
     judge or the fork server died, which is then restarted) is graded once more, then reported
-    as not graded; the batch goes on. At the end nothing may be left of any scratch."""
+    as not graded; the batch goes on. At the end nothing may be left of any scratch.
+
+    ``zygote``: one the caller started (and closes), e.g. before importing this module; by default
+    the batch starts its own first thing, and prepares (snapshots, hashes) while it imports."""
     isolate.protect_self()
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
         raise SystemExit("two submissions have the same folder name; rename one")
+    with contextlib.ExitStack() as stack:
+        start_error = None
+        if zygote is None:
+            try:
+                zygote = stack.enter_context(batch_zygote(week, wait=False))
+            except (OSError, RuntimeError) as exc:
+                start_error = exc
+        run = _grade_many(week, paths, out_dir, jobs, protect, zygote, start_error)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, result in run.results.items():
+            (out_dir / f"{name}.json").write_text(json.dumps({**result.to_json(), "notebook": run.notebooks[name]},
+                                                             indent=1))
+        write_gradebook(week, run.results, out_dir, run.notebooks)
+        run.gradebook_problems = check_gradebook(run.results, out_dir)
+    return run
+
+
+def _grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int, protect: list[Path],
+                zygote: zygote_mod.Zygote | _Borrowed | None, start_error: Exception | None) -> Run:
+    names = [p.name for p in paths]
     snapshots = {p.name: snapshot(p, week) for p in paths}
     notebooks = notebook_reports(week, paths)
     hidden = weeks.get(week).suite_dir("hidden")
@@ -128,7 +153,10 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
 
     def attempt(path: Path) -> SuiteResult:
         try:
-            zygote.ensure()
+            if not zygote.ensure():
+                why = "; ".join(zygote.notes[-1:]) or "it is not running"
+                return SuiteResult(week=week, suite="hidden", root=str(path), status="error",
+                                   error=f"{judge.NOT_GRADED}the fork server could not start ({why})")
             return judge.run(week, snapshots[path.name], "hidden", tests_digest=digest, zygote=zygote.address,
                              batch=batch)
         except Exception as exc:  # noqa: BLE001 - one submission's grading error never stops the batch
@@ -147,9 +175,10 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
 
     leftovers: list[str] = []
     try:
+        if start_error is not None:
+            raise start_error
         digest = judge.tests_digest(hidden)
-        with scratch.Batch() as batch, batch_zygote(week) as zygote, \
-                ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with scratch.Batch() as batch, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             results = dict(zip(names, pool.map(grade_one, paths)))
             events = zygote.restarts + zygote.notes
         leftovers = batch.leftovers_found
@@ -158,16 +187,8 @@ def grade_many(week: int, paths: list[Path], out_dir: Path | None, jobs: int = 1
         results = {p.name: SuiteResult(week=week, suite="hidden", root=str(p), status="error", error=why)
                    for p in paths}
         events = []
-    run = Run(week, results, tampering=guard.changes(), notebooks=notebooks, retried=retried,
-              leftovers=leftovers, events=events)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, result in results.items():
-            (out_dir / f"{name}.json").write_text(json.dumps({**result.to_json(), "notebook": notebooks[name]},
-                                                             indent=1))
-        write_gradebook(week, results, out_dir, notebooks)
-        run.gradebook_problems = check_gradebook(results, out_dir)
-    return run
+    return Run(week, results, tampering=guard.changes(), notebooks=notebooks, retried=retried,
+               leftovers=leftovers, events=events)
 
 
 class _Borrowed:
@@ -189,10 +210,10 @@ class _Borrowed:
         pass
 
 
-def batch_zygote(week: int) -> zygote_mod.Zygote | _Borrowed:
+def batch_zygote(week: int, wait: bool = True) -> zygote_mod.Zygote | _Borrowed:
     """The batch's zygote: ``$VITGRADE_ZYGOTE`` when set, else a new one (watched and restarted)."""
     address = os.environ.get(zygote_mod.ENV)
-    return _Borrowed(address) if address else judge.new_zygote(week)
+    return _Borrowed(address) if address else zygote_mod.for_week(week, wait=wait)
 
 
 def notebook_reports(week: int, paths: list[Path]) -> dict[str, list[str]]:

@@ -55,7 +55,10 @@ def run_in_process(week: int, root: Path, suite: str, tests_dir: Path | None = N
         factory = lambda: api.Student(Sandbox(root, info.import_names, probes=probes, week=info))
     plugin = ResultsPlugin(factory, order=order, task=task, refused=refused)
     per_test = max(10, int(300 * settings.time_scale()))
-    args = [str(tests_dir), "-p", "no:cacheprovider", "-p", "no:randomly", f"--timeout={per_test}",
+    # Only the plugins a suite needs: installed ones load by default, and hypothesis's imports hypothesis
+    # at the end of the session with its ~100 modules assertion-rewritten (1 s of CPU per judge).
+    args = [str(tests_dir), "--disable-plugin-autoload", "-p", "pytest_timeout", "-p", "no:cacheprovider",
+            "-p", "no:randomly", f"--timeout={per_test}",
             "-o", "python_files=test_*.py", "--rootdir", str(tests_dir), "-q", "--no-header", "-rN", "--tb=no",
             "--basetemp", str(Path.cwd() / "basetemp"),  # tmp_path inside the judge's private folder
             "--ignore", str(tests_dir / "probes"), "--ignore", str(tests_dir / "probes.py")]
@@ -147,13 +150,9 @@ def working_copy(week: int, root: Path | integrity.Snapshot, dest: Path) -> Path
 ENTRY = f"{__name__}:main"  # what a judge the zygote forks runs
 
 
-def new_zygote(week: int) -> zygote_mod.Zygote:
-    """The zygote for a batch of one week: judges with the judge and the week's references loaded (and
-    nbformat, for a week whose hidden tests read the submitted notebook), workers with only the packages
-    the week allows in the student's process."""
-    info = weeks.get(week)
-    readers = ("nbformat",) if info.notebook_tasks else ()
-    return zygote_mod.Zygote(preload=(__name__, *info.references, *readers), worker_preload=info.worker_packages)
+def new_zygote(week: int, kernel_preload: tuple[str, ...] | None = None, wait: bool = True) -> zygote_mod.Zygote:
+    """The zygote for a batch of one week (:func:`vitgrade.confine.zygote.for_week`)."""
+    return zygote_mod.for_week(week, kernel_preload, wait)
 
 
 @contextmanager

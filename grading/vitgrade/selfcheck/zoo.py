@@ -376,18 +376,21 @@ def grade_vitgrade(week: int, entries: list[Entry], workdir: Path, jobs: int = 2
                    _leaked(out))
 
 
-def nbgrader_course(week: int, students: list[tuple[str, Entry]], course: Path) -> None:
+def nbgrader_course(week: int, students: list[tuple[str, Entry]], course: Path, answered: bool = False) -> None:
     """A fresh nbgrader course in ``course`` with the week built and, for every (student id,
     entry), ``submitted/<id>/<assignment>``: the untouched release notebook and the entry's package
-    (a notebook entry: the release notebook answered from the reference, then edited)."""
+    (a notebook entry: the release notebook answered from the reference, then edited). With
+    ``answered``, every entry that did the work (all but the untouched stub) submits the notebook
+    answered from the reference, as a student who finished the week does: its kernel then runs the
+    whole notebook (Week 1's trainings), not only the cells before the first unanswered one."""
     from vitgrade.autograde import pipeline as nbp
 
     course.mkdir(parents=True, exist_ok=True)
     shutil.copy2(weeks.GRADING / "nbgrader_config.py", course / "nbgrader_config.py")
     nbp.build(week, course)
     for sid, entry in students:
-        dest = nbp.make_submission(week, sid, entry.kind, entry.mutant, course,
-                                   filled_notebook=entry.edit is not None)
+        filled = entry.edit is not None or (answered and entry.kind == "solution")
+        dest = nbp.make_submission(week, sid, entry.kind, entry.mutant, course, filled_notebook=filled)
         if entry.edit is not None:
             entry.apply_edit(dest / weeks.get(week).notebook_name)
 
