@@ -289,7 +289,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"{r['path']:<9} week {r['week']}, {r['n']} submissions, --jobs {r['jobs']}{mode}: "
               f"{r['seconds']:.0f} s = {r['per_minute']:.1f} submissions/minute; {meter['cpu_s']:.0f} s CPU "
               f"({r['cpu_per_student']:.1f} per "
-              f"student); load {meter['load_before']:.2f} before, {meter['load_mean']:.2f} during: "
+              f"student); other jobs {meter['busy_before']:.2f} cores before, {meter['others']:.2f} during: "
               f"{'UNDER LOAD' if meter['under_load'] else 'quiet'}; clean: {r['ok']}; "
               f"points as expected: {r['n'] - len(r['unexpected'])}/{r['n']}")
         for line in r["unexpected"]:

@@ -97,7 +97,8 @@ def finetune_model(name: str, num_classes: int, image_size: int | None = None) -
     raises :class:`~vitcourse.pretrained.WeightsUnavailable` before any work when they are neither
     cached nor downloadable). SMOKE scale never downloads or fine-tunes a full-size model on the CPU:
     it builds the same small random-init stand-in that ``load_timm`` falls back to (2 blocks of width
-    64 for a ViT) at ``image_size`` (None: the model's own), whatever is cached.
+    64 for a ViT) at ``image_size`` (None: the model's own; a CNN, which has no fixed input size, ignores
+    it), whatever is cached.
     """
     import timm
     from timm.models import model_entrypoint
@@ -108,9 +109,13 @@ def finetune_model(name: str, num_classes: int, image_size: int | None = None) -
         model, info = load_timm(name, num_classes=num_classes, require=True)
         return model, info.note
     family = model_entrypoint(name.split(".")[0]).__module__.rsplit(".", 1)[-1]
-    size = {"img_size": image_size} if image_size else {}
-    model = timm.create_model(name.split(".")[0], pretrained=False, num_classes=num_classes,
-                              **TIMM_SMALL.get(family, {}), **size)
+    kwargs = dict(pretrained=False, num_classes=num_classes, **TIMM_SMALL.get(family, {}))
+    try:
+        model = timm.create_model(name.split(".")[0], **kwargs, **({"img_size": image_size} if image_size else {}))
+    except TypeError:  # a CNN (ResNet, ConvNeXt) has no img_size: its global pooling takes any input size
+        if not image_size:
+            raise
+        model = timm.create_model(name.split(".")[0], **kwargs)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     note = (f"Weights: NOT pretrained. SMOKE scale fine-tunes a small random-init stand-in of {name} "
             f"({TIMM_SMALL.get(family, 'full size')}, {params:.2f} M parameters) instead of the pretrained "

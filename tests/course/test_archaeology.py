@@ -1,12 +1,12 @@
 """The Week 8 excavation command (``python -m vitcourse.archaeology``), on the reference package.
 
-The whole SMOKE excavation runs end to end in the reference notebook (``test_notebooks.py``: its last cell
-asserts that ``check_report`` finds every figure and table). Here: what the command says first, that it
-resumes (a stage done with the same settings and code is skipped, ``--redo`` and a changed setting do it
-again), that FULL scale offline stops before any work and says why, that an opted-in Weights & Biases run
-writes its files into the run's folder and nothing into the temp folder, that the experiment files are the
-settings they claim to be, that ``check_report`` notices what a run lacks, and that two excavations into one
-folder take turns.
+The whole SMOKE excavation runs end to end in the reference notebook (``test_verify.py`` executes it before
+grading it; its last cell asserts that ``check_report`` finds every figure and table). Here: what the command
+says first, that it resumes (a stage done with the same settings and code is skipped, ``--redo`` and a changed
+setting do it again), that FULL scale offline stops before any work and says why, that an opted-in Weights &
+Biases run writes its files into the run's folder and nothing into the temp folder, that the experiment files
+are the settings they claim to be, that ``check_report`` notices what a run lacks, and that two excavations
+into one folder take turns.
 """
 
 import csv

@@ -146,3 +146,25 @@ def test_fit_cached_reads_back_only_the_same_run(tmp_path):
     proc = subprocess.run([sys.executable, "-c", CACHE_CHECK], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+STAND_IN_CHECK = """
+import torch
+from vitcourse.models import finetune_model
+
+for name, params in (("vit_small_patch16_224.augreg_in21k_ft_in1k", 0.2), ("resnet18", 12.0)):
+    model, note = finetune_model(name, 5, 64)  # 64 px: a ViT is built for it, a CNN takes any size
+    assert "NOT pretrained" in note, note
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2, 5), name
+    assert sum(p.numel() for p in model.parameters()) / 1e6 < params, name
+print("ok")
+"""
+
+
+def test_smoke_finetune_builds_a_vit_at_the_image_size_and_a_cnn_that_takes_any():
+    """``finetune_model`` at SMOKE scale for both families the fine-tuning recipes name: a CNN has no
+    ``img_size`` (it used to get one, and timm's ResNet raised TypeError)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(weeks.SOLUTIONS), str(weeks.GRADING)]),
+               VIT_SCALE="smoke", VIT_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", STAND_IN_CHECK], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout[-1000:] + proc.stderr[-2000:]

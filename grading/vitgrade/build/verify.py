@@ -13,6 +13,7 @@ reference package.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -139,10 +140,15 @@ def verify_week(number: int, jobs: int = 2, zygote: str | None = None) -> WeekRe
 
 def _reference_notebook(number: int, report: WeekReport) -> bytes:
     """The week's reference notebook executed at ``VIT_SCALE`` (its excavations and other files go where its
-    own run puts them); an error in a cell is a problem of the week."""
+    own run puts them); an error in a cell is a problem of the week, and so is a run that does not say
+    its scale (the checks of tests/course/test_notebooks.py, which leaves such a week to this run)."""
     nb, seconds, errors = notebooks.execute(number, timeout=900)
     report.notebook_seconds = seconds
     report.problems += [f"reference notebook: {error}" for error in errors]
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    scale = os.environ.get("VIT_SCALE", "smoke").upper()
+    if f"Scale: {scale}" not in printed:
+        report.problems.append(f"reference notebook: does not print 'Scale: {scale}'")
     return nbformat.writes(nb).encode()
 
 

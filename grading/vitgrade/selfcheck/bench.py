@@ -187,5 +187,5 @@ def describe_one(result: dict) -> str:
     best = min(result["runs"], key=lambda r: r["meter"]["wall_s"])["meter"]
     mark = "UNDER LOAD" if result["under_load"] else "quiet"
     return (f"week {result['week']}: {result['seconds']:.1f} s wall, {result['cpu']:.1f} s CPU, {result['points']} "
-            f"{result['status']} (best of {len(result['runs'])}; load {best['load_before']:.2f} before, "
-            f"{best['load_mean']:.2f} during: {mark}; first run {meter.get('wall_s', 0):.1f} s)")
+            f"{result['status']} (best of {len(result['runs'])}; other jobs {best['busy_before']:.2f} cores before, "
+            f"{best['others']:.2f} during: {mark}; first run {meter.get('wall_s', 0):.1f} s)")
