@@ -29,6 +29,14 @@ VITGRADE_EXECUTE           all      nbgrader: 'all' re-runs the student's notebo
 VITGRADE_WARM_KERNELS      1        nbgrader: 1 forks each notebook's kernel from the batch's fork
                                     server (ipykernel, torch and the notebook's imports loaded
                                     once, vitgrade.confine.jail); 0 starts a fresh Python each
+VITGRADE_COURSE_RUNS       1        nbgrader, notebooks re-run: a training the course ships a run of
+                                    (data/runs: Week 3's SMOKE recipes, same recipe, data, seed and
+                                    teacher) is read from it, read-only, instead of trained again;
+                                    the notebook's line says so. 0: every student's code trains
+                                    (Week 3: about 70 s of CPU a student instead of 10)
+VITGRADE_OVERLAP           1        nbgrader: the hidden suite (on the snapshot taken before the
+                                    kernel starts) runs while the kernel re-runs the notebook; 0:
+                                    after it, as nbgrader's own steps are ordered
 VITGRADE_JUDGE_TIMEOUT     900      seconds for the whole hidden suite of one submission
 VITGRADE_MIN_LONG_TIMEOUT  60       a test's own longer timeout (a training run) is never scaled
                                     below this by VITGRADE_TIME_SCALE < 1
@@ -107,6 +115,24 @@ def execute_notebook() -> bool:
 
 def warm_kernels() -> bool:
     return os.environ.get("VITGRADE_WARM_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def course_runs() -> str | None:
+    """The folder of the course's own runs for re-run notebooks' kernels (``VIT_COURSE_RUNS`` there), or None
+    (``VITGRADE_COURSE_RUNS=0``). An instructor's own ``VIT_COURSE_RUNS`` folder is used as it is."""
+    if os.environ.get("VITGRADE_COURSE_RUNS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    own = os.environ.get("VIT_COURSE_RUNS", "").strip()
+    if os.path.isabs(own):
+        return own
+    from vitgrade import weeks
+
+    shipped = weeks.REPO / "data" / "runs"
+    return str(shipped) if shipped.is_dir() else None
+
+
+def overlap_judge() -> bool:
+    return os.environ.get("VITGRADE_OVERLAP", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def judge_timeout() -> float:

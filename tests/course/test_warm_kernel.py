@@ -170,3 +170,36 @@ def _alive(pid):
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] not in "ZX"
     except (OSError, IndexError):
         return False
+
+
+def test_the_template_preloads_what_the_course_modules_import_never_the_course():
+    """The kernel template's list: the notebook's own imports, then the other packages the course modules
+    it imports use (Week 3: ``sklearn.datasets`` behind ``load_data``, 1 s a kernel, and ``transformers``
+    behind the fine-tuning); never ``vitcourse`` (each student's own), ``vitgrade``, or ``wandb``."""
+    from vitgrade import weeks
+    from vitgrade.autograde.pipeline import notebook_imports
+
+    for number in weeks.WEEKS:
+        names = notebook_imports(weeks.get(number))
+        tops = {name.split(".")[0] for name in names}
+        assert "torch" in tops and not tops & {"vitcourse", "vitgrade", "wandb"}, (number, names)
+    week3 = notebook_imports(weeks.get(3))
+    assert {"timm", "sklearn.datasets", "transformers"} <= set(week3), week3
+
+
+def test_re_run_notebooks_read_the_course_runs_unless_told_not_to(monkeypatch, tmp_path):
+    """``VITGRADE_COURSE_RUNS`` (default 1): the kernels get ``VIT_COURSE_RUNS`` = the shipped runs'
+    folder (absolute, so the kernel's view can hold it read-only); an instructor's own folder stays;
+    0 trains every student's code. The jail keeps the variable for the kernel."""
+    from vitgrade import weeks
+    from vitgrade.confine import jail
+
+    monkeypatch.delenv("VIT_COURSE_RUNS", raising=False)
+    monkeypatch.delenv("VITGRADE_COURSE_RUNS", raising=False)
+    assert settings.course_runs() == str(weeks.REPO / "data" / "runs")
+    assert (weeks.REPO / "data" / "runs" / "digits-vit" / "run.json").is_file()
+    monkeypatch.setenv("VIT_COURSE_RUNS", str(tmp_path))
+    assert settings.course_runs() == str(tmp_path)
+    monkeypatch.setenv("VITGRADE_COURSE_RUNS", "0")
+    assert settings.course_runs() is None
+    assert "VIT_COURSE_RUNS" in jail.KEEP

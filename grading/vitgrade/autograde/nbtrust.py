@@ -12,8 +12,10 @@ runs the student's package (the notebook imports it), so a hostile module could 
    dead or unresponsive kernel, and kills whatever the kernel left behind.
    With ``VITGRADE_EXECUTE=none`` it starts no kernel at all (the notebook keeps no outputs
    but the graded cells' verdicts): the same score, about half the grading time per student.
-2. :class:`TrustedVerdict` (just before ``SaveAutoGrades``) runs the hidden suite through
-   :func:`vitgrade.judge.run` in a separate process, on a working copy of the snapshot, with the
+2. :class:`TrustedVerdict` (just before ``SaveAutoGrades``) takes the verdict of the hidden suite,
+   run through :func:`vitgrade.judge.run` in a separate process (started by :class:`TrustedExecute`
+   as soon as the snapshot is taken, so it runs while the kernel does; ``VITGRADE_OVERLAP=0``: here,
+   after the kernel), on a working copy of the snapshot, with the
    hidden tests from ``source/<assignment>/hidden_tests`` (never from the student's folder), and
    overwrites every graded task cell's outputs with the verdict: its report lines and a numeric
    ``execute_result`` that nbgrader records as partial credit. Nothing the kernel printed in
@@ -36,6 +38,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -125,6 +128,10 @@ class TrustedExecute(Execute):
         trusted = {"snapshot": snapshot, "week": week.number, "tampering": tampering, "kernel": "",
                    "notebook": repair.recorded(nb)}  # the repairs RepairingExporter made
         resources["vitgrade"] = trusted
+        if settings.overlap_judge():
+            # The hidden suite needs only the snapshot: it runs meanwhile, in its own processes and limits,
+            # while the kernel re-runs the notebook (a batch's waits on the kernel no longer leave a core idle).
+            trusted["verdict"] = JUDGES.submit(_judge, self.config, info["assignment"], trusted)
         if not settings.execute_notebook():
             # Sanitising already cleared every output; the verdict fills the graded cells.
             first = next((cell for cell in nb.cells if cell.cell_type == "code"), None)
@@ -180,6 +187,18 @@ class TrustedExecute(Execute):
         return super().preprocess_cell(cell, resources, index)
 
 
+JUDGES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge")  # one student at a time per nbgrader process
+
+
+def _judge(config, assignment: str, trusted: dict) -> SuiteResult:
+    """The hidden suite on the snapshot taken before the kernel started, with the tests from
+    ``source/<assignment>/hidden_tests`` (never the student's folder), checked against the batch's digest."""
+    coursedir = CourseDirectory(config=config)
+    source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment))
+    return judge.run(trusted["week"], trusted["snapshot"], "hidden", tests_dir=source / "hidden_tests",
+                     tests_digest=os.environ.get(TESTS_ENV) or None)
+
+
 class TrustedVerdict(NbGraderPreprocessor):
     """Overwrite every graded task cell with the judge's verdict (see the module docstring)."""
 
@@ -190,17 +209,13 @@ class TrustedVerdict(NbGraderPreprocessor):
             raise RuntimeError("TrustedVerdict needs TrustedExecute instead of Execute in "
                                "c.Autograde.autograde_preprocessors")
         coursedir = CourseDirectory(config=self.config)
-        source = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
-        def attempt() -> SuiteResult:
-            return judge.run(trusted["week"], trusted["snapshot"], "hidden", tests_dir=source / "hidden_tests",
-                             tests_digest=os.environ.get(TESTS_ENV) or None)
-
-        result = attempt()
+        started = trusted.get("verdict")  # the judge TrustedExecute started beside the kernel
+        result = started.result() if started is not None else _judge(self.config, info["assignment"], trusted)
         retried = ""
         if judge.not_graded(result):  # the grader's side failed, not the student's code: once more
             retried = result.error
             self.log.warning("no verdict for %s (%s); grading it again", info["student"], retried)
-            result = attempt()
+            result = _judge(self.config, info["assignment"], trusted)
             if judge.not_graded(result):
                 result.error += " (graded twice)"
         result.root = info["student"]

@@ -186,11 +186,17 @@ class AutogradeReport:
         return lines
 
 
+KERNEL_NEVER = ("wandb",)  # never preloaded in a kernel template (blocked in the zygote: it writes to TMPDIR)
+
+
 def notebook_imports(week: weeks.Week) -> tuple[str, ...]:
     """The modules the week's notebook imports (``import a.b``, ``from a.b import c``: ``a.b``), read from
-    the notebook's source (the jupytext script, else the student notebook's code cells): what the zygote's
-    kernel template imports once for every kernel of the batch. Never the course package (``vitcourse``:
-    each student's own, imported by their kernel from their folder) or the grader's (``vitgrade``)."""
+    the notebook's source (the jupytext script, else the student notebook's code cells), then the other
+    packages' modules that the course modules it imports use, anywhere in them (the reference package's
+    source, followed through its own imports: ``sklearn.datasets`` behind ``load_data``, 1 s a kernel):
+    what the zygote's kernel template imports once for every kernel of the batch. Never the course package
+    (``vitcourse``: each student's own, imported by their kernel from their folder), the grader's
+    (``vitgrade``), one not installed, or :data:`KERNEL_NEVER`."""
     if week.notebook_source.exists():
         sources = [week.notebook_source.read_text()]
     else:
@@ -198,21 +204,48 @@ def notebook_imports(week: weeks.Week) -> tuple[str, ...]:
         sources = ["\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
                    for cell in nb.cells if cell.cell_type == "code"]
     names: list[str] = []
+    course: list[str] = []  # vitcourse modules, in the order found
     for source in sources:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
+        _imports(source, names, course)
+    for module in course:  # grows while it is walked: the course modules those import
+        folder = weeks.SOLUTION_PACKAGE.joinpath(*module.split(".")[1:])
+        for path in (folder.with_suffix(".py"), folder / "__init__.py"):  # a module, or a package
+            if path.is_file():
+                _imports(path.read_text(), names, course)
+                break
+    return tuple(n for n in names if n.split(".")[0] not in KERNEL_NEVER and _installed(n))
+
+
+def _imports(source: str, names: list[str], course: list[str]) -> None:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:  # relative: a course module
+            found = ["vitcourse" + (f".{node.module}" if node.module else "")]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found = [node.module]
+        else:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                found = [node.module]
-            else:
-                continue
-            names += [n for n in found if n.split(".")[0] not in ("vitcourse", "vitgrade", "__future__")
-                      and n not in names]
-    return tuple(names)
+        for name in found:
+            top = name.split(".")[0]
+            if top == "vitcourse":
+                if name not in course:
+                    course.append(name)
+            elif top not in ("vitgrade", "__future__") and top not in sys.stdlib_module_names and name not in names:
+                names.append(name)
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _autograde_batch(assignment: str, students: list[str], digests: dict[str, str], course: Path, tests: str,
@@ -236,6 +269,9 @@ def _autograde_batch(assignment: str, students: list[str], digests: dict[str, st
            repair.NOTES_ENV: json.dumps({s: located[s].notes for s in students})}
     if batch:
         env[scratch.ENV] = batch
+    runs = settings.course_runs() if settings.execute_notebook() else None
+    if runs:  # the kernels read the course's runs (read-only in their view) instead of training again
+        env["VIT_COURSE_RUNS"] = runs
     try:
         run = nbgrader(*args, course=course, env_extra=env, pass_fds=(reader.fd,))
     finally:
@@ -368,7 +404,7 @@ def autograde_checked(number: int, students: list[str], jobs: int = 2, course: P
             if run.verdict is None or run.returncode != 0:
                 continue
             got = float(rows.get(student, {}).get("score", "nan"))
-            if abs(got - run.verdict["earned"]) > 1e-6:
+            if abs(got - run.verdict["earned"]) > 1e-4:  # nbgrader's export writes 4 decimals: 53.6667 for 161/3
                 report.problems.append(f"{student}: gradebook says {got}, the verdict was "
                                        f"{run.verdict['earned']}")
     _write_report(course / ".vitgrade" / "reports" / f"{assignment}.csv", report, rows)

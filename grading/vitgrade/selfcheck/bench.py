@@ -4,7 +4,8 @@
 and reports throughput. The N submissions are generated from their single sources, in a fixed
 order: the reference solution (about 40 %), every mutant in ``tests/mutants`` in turn (about 35 %),
 the zoo of broken and hostile submissions (about 15 %, except ``loop_in_forward``, whose per-test
-timeouts would dominate at the default settings) and the untouched stub (about 10 %).
+timeouts would dominate at the default settings; a week without a zoo, more mutants instead) and the
+untouched stub (about 10 %).
 
 * ``vitgrade`` path: one ``vitgrade grade --jobs J`` batch (one judge and one sandboxed worker
   per submission, J at a time) writing one gradebook.
@@ -57,6 +58,8 @@ def plan(week: int, n: int) -> list[tuple[str, zoo.Entry]]:
     out, counts = [], {"ref": 0, "mut": 0, "zoo": 0, "stub": 0}
     for i in range(n):
         kind = pattern[i % len(pattern)]
+        if kind == "zoo" and not zoo_entries:  # a week without a zoo of its own (only Week 1 has one)
+            kind = "mut"
         k = counts[kind]
         counts[kind] += 1
         if kind == "ref":
