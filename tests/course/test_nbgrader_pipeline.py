@@ -85,3 +85,16 @@ def test_score_only_mode_gives_the_same_grades_without_a_kernel(graded, course, 
         assert "not re-run at grading" in code[0].outputs[0]["text"]
         others = [c for c in code[1:] if c not in graded_cells]
         assert others and not any(c.outputs for c in others), "no output may survive from the submission"
+
+
+def test_the_judge_runs_while_the_kernel_re_runs_the_notebook(graded):
+    """VITGRADE_OVERLAP (default 1): the hidden suite starts on the snapshot before the kernel does, so
+    after the reference's kernel has run the whole notebook (three trainings of the reverse task) its
+    verdict is ready or nearly: what the judge added after the kernel (``judge_wait``) is under half the
+    suite's own time. Graded one after the other (``VITGRADE_OVERLAP=0``), the wait is the whole judge,
+    start-up included: 1.86 s for a 1.82 s suite; alongside, 0.0 s for a 4.0 s suite."""
+    _, runs = graded
+    verdict = runs[next(iter(nbp.sample_submissions(1)))].verdict  # the reference's, from the fixture's run
+    assert not verdict["kernel"], verdict["kernel"]  # the notebook was re-run, without a failure
+    assert verdict["seconds"] > 0 and verdict["judge_wait"] < verdict["seconds"] / 2, \
+        (verdict["judge_wait"], verdict["seconds"])

@@ -210,7 +210,9 @@ class TrustedVerdict(NbGraderPreprocessor):
                                "c.Autograde.autograde_preprocessors")
         coursedir = CourseDirectory(config=self.config)
         started = trusted.get("verdict")  # the judge TrustedExecute started beside the kernel
+        waited = time.monotonic()
         result = started.result() if started is not None else _judge(self.config, info["assignment"], trusted)
+        waited = time.monotonic() - waited  # what the judge added after the kernel: ~0 when it ran alongside
         retried = ""
         if judge.not_graded(result):  # the grader's side failed, not the student's code: once more
             retried = result.error
@@ -225,7 +227,7 @@ class TrustedVerdict(NbGraderPreprocessor):
                 result.status, result.error = "tampered", "; ".join(trusted["tampering"])
         verdict = result.to_json()
         verdict.update(student=info["student"], assignment=info["assignment"], kernel=trusted["kernel"],
-                       notebook=trusted["notebook"], retried=retried)
+                       notebook=trusted["notebook"], retried=retried, judge_wait=round(waited, 2))
         self._deliver(verdict, Path(coursedir.root))
         if result.status == "error":
             raise RuntimeError(f"vitgrade could not grade {info['student']}: {result.error}")
