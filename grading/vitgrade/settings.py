@@ -67,6 +67,11 @@ NAMES = ("VITGRADE_TIMEOUT", "VITGRADE_IMPORT_TIMEOUT", "VITGRADE_TIME_SCALE", "
          "VIT_SCALE", "VIT_OFFLINE", "VIT_DATA_DIR")
 
 
+def _on(name: str) -> bool:
+    """A switch that is on unless set to 0, false, no or off."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def _float(name: str, default: float) -> float:
     try:
         return float(os.environ.get(name, default))
@@ -114,13 +119,13 @@ def execute_notebook() -> bool:
 
 
 def warm_kernels() -> bool:
-    return os.environ.get("VITGRADE_WARM_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
+    return _on("VITGRADE_WARM_KERNELS")
 
 
 def course_runs() -> str | None:
     """The folder of the course's own runs for re-run notebooks' kernels (``VIT_COURSE_RUNS`` there), or None
     (``VITGRADE_COURSE_RUNS=0``). An instructor's own ``VIT_COURSE_RUNS`` folder is used as it is."""
-    if os.environ.get("VITGRADE_COURSE_RUNS", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not _on("VITGRADE_COURSE_RUNS"):
         return None
     own = os.environ.get("VIT_COURSE_RUNS", "").strip()
     if os.path.isabs(own):
@@ -132,7 +137,7 @@ def course_runs() -> str | None:
 
 
 def overlap_judge() -> bool:
-    return os.environ.get("VITGRADE_OVERLAP", "1").strip().lower() not in ("0", "false", "no", "off")
+    return _on("VITGRADE_OVERLAP")
 
 
 def judge_timeout() -> float:
