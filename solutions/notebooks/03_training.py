@@ -450,7 +450,8 @@ for patch, tokens, flops, speed, epoch in rows:
 # run took); change any of it and it trains again. Training on the CPU is deterministic, so the
 # numbers are the same either way. The course's own runs of these recipes, made by the reference
 # solution, ship in `data/runs/`: with `VIT_COURSE_RUNS=1` the notebook reads them instead of training
-# (the course's CI does; the printed line then says so).
+# (the course's CI does, and so does the grader when it re-runs your notebook; the printed line then
+# says so). Your grade never comes from these runs: the hidden tests run your own code.
 
 # %%
 def run(recipe, teacher=None):
