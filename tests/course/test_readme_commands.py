@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -36,3 +37,22 @@ def test_bench_runs_as_the_readme_writes_it(tmp_path):
     out = tmp_path / "build" / "bench"  # the default --out, relative to where it was typed
     assert (out / "bench-vitgrade.json").exists() and (out / "bench-nbgrader.json").exists()
     assert "both paths agree on every student's points: True" in run.stdout, run.stdout
+
+
+def test_a_figure_measured_beside_busy_jobs_is_marked_under_load():
+    """``vitgrade bench``'s mark: other jobs' CPU (the machine's, from /proc/stat, minus the measurement's
+    own) above a quarter of a core makes a figure UNDER LOAD, whatever the load average says."""
+    from vitgrade.selfcheck import measure
+
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        with measure.Meter() as meter:
+            time.sleep(1.5)  # the measurement itself does nothing
+    finally:
+        for proc in spin:
+            proc.kill()
+            proc.wait()
+    if meter.cpu_source != "cpuacct":
+        pytest.skip("no cpuacct group of its own here: the mark falls back on the load average")
+    assert meter.cpu < 0.3 and meter.busy_before > measure.BUSY and meter.others > measure.BUSY, meter.describe()
+    assert meter.under_load and "UNDER LOAD" in meter.describe()

@@ -62,3 +62,11 @@ def execute(number: int, out_dir: Path | None = None, timeout: int = 3600, stude
         out_dir.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, out_dir / week.notebook_name)
     return nb, seconds, errors
+
+
+def scale_missing(nb: nbformat.NotebookNode) -> str:
+    """"" when an executed notebook printed ``Scale: <VIT_SCALE>`` (every notebook says which scale it ran
+    at), else the problem, in one line."""
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    scale = os.environ.get("VIT_SCALE", "smoke").upper()
+    return "" if f"Scale: {scale}" in printed else f"does not print 'Scale: {scale}'"

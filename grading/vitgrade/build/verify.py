@@ -13,7 +13,6 @@ reference package.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -145,10 +144,8 @@ def _reference_notebook(number: int, report: WeekReport) -> bytes:
     nb, seconds, errors = notebooks.execute(number, timeout=900)
     report.notebook_seconds = seconds
     report.problems += [f"reference notebook: {error}" for error in errors]
-    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    scale = os.environ.get("VIT_SCALE", "smoke").upper()
-    if f"Scale: {scale}" not in printed:
-        report.problems.append(f"reference notebook: does not print 'Scale: {scale}'")
+    if missing := notebooks.scale_missing(nb):
+        report.problems.append(f"reference notebook: {missing}")
     return nbformat.writes(nb).encode()
 
 
